@@ -1,0 +1,1 @@
+"""Rasa custom actions (loaded by `rasa run actions --actions actions`)."""

@@ -1,0 +1,243 @@
+"""Start and stop the MesoCare processes: Rasa server, action server, staff app, demo site.
+
+Used by `make run` (python -m mesocare.runner) and by the tests' shared live stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mesocare.settings import ROOT, VAR
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Ports:
+    rasa: int = 5005
+    actions: int = 5055
+    staff: int = 8000
+    site: int = 8080
+
+
+def write_endpoints(path: Path, actions_port: int, tracker_db: Path) -> Path:
+    """Write a Rasa endpoints file: local action server, SQLite tracker store."""
+    path.write_text(
+        "action_endpoint:\n"
+        f'  url: "http://127.0.0.1:{actions_port}/webhook"\n'
+        "tracker_store:\n"
+        "  type: SQL\n"
+        '  dialect: "sqlite"\n'
+        f'  db: "{tracker_db}"\n'
+    )
+    return path
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    ready_url: str
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+
+@dataclass
+class Stack:
+    """A set of MesoCare processes sharing one environment."""
+
+    ports: Ports
+    model: Path
+    endpoints: Path
+    env: dict[str, str]
+    log_dir: Path
+    services: list[Service] = field(default_factory=list)
+    with_web: bool = True
+
+    def __post_init__(self) -> None:
+        p, token = self.ports, self.env["MESOCARE_RASA_TOKEN"]
+        rasa, mesocare = str(BIN / "rasa"), str(BIN / "mesocare")
+        self.services = [
+            Service(
+                "actions",
+                [rasa, "run", "actions", "--actions", "actions", "--port", str(p.actions)],
+                f"http://127.0.0.1:{p.actions}/health",
+            ),
+            Service(
+                "rasa",
+                [
+                    rasa, "run", "--model", str(self.model), "--endpoints", str(self.endpoints),
+                    "--credentials", str(ROOT / "credentials.yml"), "--port", str(p.rasa),
+                    "--enable-api", "--auth-token", token, "--cors", "*",
+                ],
+                f"http://127.0.0.1:{p.rasa}/",
+            ),
+        ]
+        if self.with_web:
+            self.services += [
+                Service(
+                    "staff",
+                    [mesocare, "staff", "serve", "--port", str(p.staff)],
+                    f"http://127.0.0.1:{p.staff}/healthz",
+                ),
+                Service(
+                    "site",
+                    [mesocare, "site", "serve", "--port", str(p.site)],
+                    f"http://127.0.0.1:{p.site}/",
+                ),
+            ]
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for svc in self.services:
+            svc.log_path = self.log_dir / f"{svc.name}.log"
+            self._spawn(svc)
+
+    def _spawn(self, svc: Service) -> None:
+        # No telemetry: the clinic's privacy notice allows no third-party request.
+        env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false"}
+        log = open(svc.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        svc.proc = subprocess.Popen(
+            svc.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout
+        for svc in self.services:
+            while not _responds(svc.ready_url):
+                if svc.proc and svc.proc.poll() is not None:
+                    raise RuntimeError(f"{svc.name} exited early; see {svc.log_path}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{svc.name} not ready after {timeout:.0f}s; see {svc.log_path}")
+                time.sleep(0.5)
+
+    def service(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    def stop_service(self, name: str) -> None:
+        _terminate(self.service(name))
+
+    def restart_service(self, name: str, timeout: float = 120.0) -> None:
+        svc = self.service(name)
+        _terminate(svc)
+        self._spawn(svc)
+        deadline = time.monotonic() + timeout
+        while not _responds(svc.ready_url):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} not ready after restart")
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        for svc in reversed(self.services):
+            _terminate(svc)
+
+
+def _responds(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status < 500
+    except urllib.error.HTTPError as err:
+        return err.code < 500
+    except (OSError, ValueError):
+        return False
+
+
+def _terminate(svc: Service) -> None:
+    if not svc.proc or svc.proc.poll() is not None:
+        return
+    try:
+        os.killpg(svc.proc.pid, signal.SIGTERM)
+        svc.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(svc.proc.pid, signal.SIGKILL)
+        svc.proc.wait(timeout=5)
+    except ProcessLookupError:
+        pass
+
+
+def isolated_stack(
+    base: Path, ports: Ports, model: Path, *, db_url: str | None = None, log_dir: Path | None = None
+) -> Stack:
+    """A stack on its own ports and databases under `base` (tests, benchmarks); schema upgraded."""
+    env = {
+        "MESOCARE_DB_URL": db_url or f"sqlite:///{base / 'mesocare.db'}",
+        "MESOCARE_TRACKER_DB_URL": f"sqlite:///{base / 'tracker.db'}",
+        "MESOCARE_OUTBOX_DIR": str(base / "outbox"),
+        "MESOCARE_RASA_URL": f"http://127.0.0.1:{ports.rasa}",
+        "MESOCARE_RASA_TOKEN": secrets.token_hex(16),
+        "MESOCARE_SECRET_KEY": secrets.token_hex(16),
+    }
+    upgrade = [str(BIN / "mesocare"), "db", "upgrade"]
+    subprocess.run(upgrade, env={**os.environ, **env}, check=True, timeout=120)
+    endpoints = write_endpoints(base / "endpoints.yml", ports.actions, base / "tracker.db")
+    return Stack(ports, model, endpoints, env, log_dir or base / "logs")
+
+
+def default_env() -> dict[str, str]:
+    """The MesoCare settings every process gets (defaults suit `make run`)."""
+    keys = {
+        "MESOCARE_DB_URL": f"sqlite:///{VAR}/mesocare.db",
+        "MESOCARE_TRACKER_DB_URL": f"sqlite:///{VAR}/tracker.db",
+        "MESOCARE_OUTBOX_DIR": str(VAR / "outbox"),
+        "MESOCARE_RASA_URL": "http://127.0.0.1:5005",
+        "MESOCARE_RASA_TOKEN": os.environ.get("MESOCARE_RASA_TOKEN") or _local_token(),
+    }
+    return {k: os.environ.get(k, v) for k, v in keys.items()}
+
+
+def _local_token() -> str:
+    """A per-machine random token for Rasa's HTTP API, kept under var/."""
+    path = VAR / "rasa-token"
+    if not path.exists():
+        VAR.mkdir(parents=True, exist_ok=True)
+        path.write_text(os.urandom(24).hex())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Start every MesoCare process (Ctrl-C stops them).")
+    parser.add_argument("--model", default=str(ROOT / "models" / "mesocare.tar.gz"))
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    VAR.mkdir(parents=True, exist_ok=True)
+    env = default_env()
+    stack = Stack(Ports(), Path(args.model), ROOT / "endpoints.yml", env, VAR / "log")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the children too
+    print("Starting the action server, Rasa server, staff app and demo site (logs in var/log/) ...")
+    stack.start()
+    try:
+        stack.wait_ready()
+        print(
+            f"\nMesoCare is up after {time.monotonic() - started:.0f} s:\n"
+            "  Clinic page with chat:  http://127.0.0.1:8080/\n"
+            "  Staff inbox:            http://127.0.0.1:8000/   "
+            "(create a user: .venv/bin/mesocare staff add-user NAME --role admin)\n"
+            "  Rasa REST:              POST http://127.0.0.1:5005/webhooks/rest/webhook\n"
+            "  Action server:          http://127.0.0.1:5055/health\n"
+            "Press Ctrl-C to stop everything."
+        )
+        while all(s.proc and s.proc.poll() is None for s in stack.services):
+            time.sleep(1)
+        dead = [s.name for s in stack.services if s.proc and s.proc.poll() is not None]
+        print(f"A process stopped ({', '.join(dead)}); see var/log/. Stopping the rest.")
+        return 1
+    except KeyboardInterrupt:
+        print("\nStopping ...")
+        return 0
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

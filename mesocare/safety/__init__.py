@@ -1,0 +1,1 @@
+"""The red-flag safety net: spaCy patterns, negation-aware matching, reviewed rules, triage ladder."""
