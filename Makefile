@@ -99,8 +99,15 @@ test-stories: $(STAMP_MODEL)
 eval-nlu: $(STAMP_MODEL)
 	$(PY) -m mesocare.eval_nlu --model models/mesocare.tar.gz --data tests/nlu_holdout.yml --min-f1 0.90
 
+# triage_cases.yml is the development set; the blind sets were each measured once before any rule was
+# changed for them (figures in the README) and are regression gates since.
+SAFETY_SETS := triage_cases triage_cases_blind triage_cases_blind2
 eval-safety: spacy
-	$(PY) -m mesocare.safety.evaluate --cases tests/triage_cases.yml --min-urgent-recall 0.95
+	@for set in $(SAFETY_SETS); do \
+		echo "== tests/$$set.yml"; \
+		$(PY) -m mesocare.safety.evaluate --cases tests/$$set.yml --out results/safety_$$set.json \
+			--min-urgent-recall 0.95 || exit 1; \
+	done
 
 crossval: setup
 	$(RASA) test nlu --nlu data/nlu.yml --cross-validation --folds 5 --out results/crossval

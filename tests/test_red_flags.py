@@ -181,6 +181,17 @@ def test_worse_after_day_two_escalates(assess, text: str, level: str) -> None:
     ("everything went dark in my right eye for a minute", "E0"),
     ("my eye is watering a lot and it hurts", "E1"),
     ("CANT BREATHE", "E0"),
+    ("I see double when I look to the side", "E0"),
+    ("a dark curtain is coming down over my left eye", "E0"),
+    ("it's like looking through a foggy window on one side", "E0"),
+    ("temp is 39.5 and I keep vomiting", "E0"),
+    ("I feel so so ill and I have a fever", "E0"),
+    ("a few of the red bumps burst and leaked yellow stuff, 3 weeks after", "E2"),
+    ("sore red bumps on my cheeks 3 weeks after the treatment", "E2"),
+    ("my eyes are so swollen I can hardly open them", "E2"),
+    ("the swelling went down but came back today, day 4", "E2"),
+    ("swelling in parts they didn't inject", "E2"),
+    ("my head has been aching for 3 days since the treatment", "E2"),
 ])
 def test_conditions_pick_the_right_level(assess, text: str, level: str) -> None:
     assert assess(text).level == level, assess(text).as_dict()
@@ -207,8 +218,8 @@ def test_resolved_emergency_symptom_still_counts(assess) -> None:
 
 
 def test_time_and_trajectory(assess) -> None:
-    for text, hours in [("yesterday", 24), ("2 days ago", 48), ("day 3", 72), ("this morning", 6),
-                        ("last week", 168), ("3 hours ago", 3), ("48h ago", 48)]:
+    for text, hours in [("yesterday", 24), ("2 days ago", 48), ("day 3", 72), ("day five", 120),
+                        ("this morning", 6), ("last week", 168), ("3 hours ago", 3), ("48h ago", 48)]:
         assert assess(f"swelling {text}").findings.hours == hours, text
     assert assess("it is getting worse").findings.trajectory == "worse"
     assert assess("it is getting better").findings.trajectory == "better"

@@ -80,8 +80,12 @@ def combo_patterns(label: str, concept: str, combo: dict[str, Any], blockers: li
     return out
 
 
+# Number words too vague to follow "day" ("day a" is not a day number).
+VAGUE_NUMBER_WORDS = frozenset({"a", "an", "couple", "few", "several"})
+
+
 def time_patterns(time_spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Relative time expressions: '<n> <unit> [ago]', 'day <n>', '48h', 'day-3'."""
+    """Relative time expressions: '<n> <unit> [ago]', 'day <n>', 'day five', '48h', 'day-3'."""
     units = sorted(time_spec["units"])
     numbers = sorted(time_spec["number_words"])
     suffix = {"LOWER": {"IN": list(time_spec["suffixes"])}, "OP": "?"}
@@ -91,6 +95,7 @@ def time_patterns(time_spec: dict[str, Any]) -> list[dict[str, Any]]:
         [{"LOWER": {"IN": ["a", "an"]}}, {"LOWER": {"IN": ["couple", "few"]}},
          {"LOWER": "of", "OP": "?"}, {"LOWER": {"IN": units}}, suffix],
         [{"LOWER": "day"}, {"LIKE_NUM": True}],
+        [{"LOWER": "day"}, {"LOWER": {"IN": [w for w in numbers if w not in VAGUE_NUMBER_WORDS]}}],
         [{"LOWER": {"REGEX": r"^\d+(\.\d+)?(h|hr|hrs|hour|hours|d|day|days|wk|wks|week|weeks)$"}}, suffix],
         [{"LOWER": {"REGEX": r"^day-?\d+$"}}],
     ]

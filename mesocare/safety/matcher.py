@@ -235,6 +235,8 @@ def _hours_for(span: Span, time_spec: dict[str, Any]) -> float | None:
     day = _DAY_RE.match(joined)
     if day:
         return float(day.group(1)) * float(time_spec["day_number_hours"])
+    if len(words) == 2 and words[0] == "day" and words[1] in numbers:
+        return numbers[words[1]] * float(time_spec["day_number_hours"])
     compact = _NUM_UNIT_RE.match(joined.replace(" ", ""))
     if compact and compact.group(2) in _unit_aliases(units):
         return float(compact.group(1)) * _unit_aliases(units)[compact.group(2)]
