@@ -120,6 +120,10 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{svc.name} not ready after {timeout:.0f}s; see {svc.log_path}")
                 time.sleep(0.5)
+        # A port taken by another program answers too: make sure the answers came from our processes.
+        for svc in self.services:
+            if svc.proc and svc.proc.poll() is not None:
+                raise RuntimeError(f"{svc.name} exited (port taken?); see {svc.log_path}")
 
     def service(self, name: str) -> Service:
         return next(s for s in self.services if s.name == name)

@@ -192,9 +192,25 @@ def test_worse_after_day_two_escalates(assess, text: str, level: str) -> None:
     ("the swelling went down but came back today, day 4", "E2"),
     ("swelling in parts they didn't inject", "E2"),
     ("my head has been aching for 3 days since the treatment", "E2"),
+    ("I can't turn my left eye outwards", "E0"),
+    ("i cant swallow properly since this morning", "E0"),
+    ("cant get a full breath in", "E0"),
+    ("when I press the red patch it goes white and takes ages to come back", "E1"),
+    ("itchy red spots like nettles on my cheeks, breathing fine", "E2"),
+    ("my left upper eyelid sits lower than the right, day 6", "E3"),
 ])
 def test_conditions_pick_the_right_level(assess, text: str, level: str) -> None:
     assert assess(text).level == level, assess(text).as_dict()
+
+
+@pytest.mark.parametrize("text", [
+    "I can't see much difference yet, is that normal?",
+    "I can't see any bruising now",
+    "day 1, my lower lids are a tiny bit puffy, going down",
+    "nowhere near as sore as yesterday, day 2",
+])
+def test_look_alikes_do_not_escalate(assess, text: str) -> None:
+    assert assess(text).priority in (None, "routine"), assess(text).as_dict()
 
 
 def test_no_fever_but_vision_keeps_both(assess) -> None:

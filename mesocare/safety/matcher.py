@@ -30,6 +30,8 @@ _NUM_UNIT_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([a-z]+)$")
 _DAY_RE = re.compile(r"^day\s*-?\s*(\d+)$")
 _TEMP_RE = re.compile(r"^(\d{2,3}(?:[.,]\d{1,2})?)([°º]?)([a-z]*)$")
 TALK_ABOUT_WINDOW = 10
+# Negation tokens that follow "can" / "could" ("can't", "cannot", "couldn't", "cant").
+INABILITY_NEGATIONS = frozenset({"n't", "nt", "not", "n’t"})
 HIGH_FEVER = "high_fever"
 
 
@@ -155,20 +157,29 @@ class _Scope:
                 return True
         return False
 
-    def negated_before(self, start: int, window: int = NEGATION_WINDOW) -> bool:
+    def negation_before(self, start: int, window: int = NEGATION_WINDOW) -> Span | None:
+        """The negation cue whose scope covers token `start`, if any."""
         i = start
         steps = 0
         while i > 0 and steps < window:
             if i in self.neg_end:
-                return True
+                return self.neg_end[i]
             tok = self.doc[i - 1]
             if _is_break(tok) or (tok.i in self.scope_end and tok.i not in self.neg_tokens):
-                return False
+                return None
             if tok.text == "," and not self._comma_continues(tok.i):
-                return False
+                return None
             i -= 1
             steps += 1
-        return i in self.neg_end
+        return self.neg_end.get(i)
+
+    def negated_before(self, start: int, window: int = NEGATION_WINDOW) -> bool:
+        return self.negation_before(start, window) is not None
+
+    def states_inability(self, cue: Span, verbs: frozenset[str]) -> bool:
+        """'can't' / 'cannot' / 'couldn't': the negation states an inability, not an absence."""
+        return (cue.start > 0 and cue.text.lower() in INABILITY_NEGATIONS
+                and self.doc[cue.start - 1].lower_ in verbs)
 
     def negated_after(self, end: int) -> bool:
         for i in range(end, min(end + POST_NEGATION_WINDOW, len(self.doc))):
@@ -315,6 +326,16 @@ def _unit_aliases(units: dict[str, float]) -> dict[str, float]:
     return {**units, "d": 24.0}
 
 
+def _negated_before(scope: _Scope, span: Span, inability: tuple[frozenset[str], frozenset[str]]) -> bool:
+    """Negated by a cue before it, unless the cue states an inability and the concept is one
+    ("I can't turn my eye" is a symptom, "I can't feel any lump" is not)."""
+    cue = scope.negation_before(span.start)
+    if cue is None:
+        return False
+    verbs, concepts = inability
+    return not (concept_of(span) in concepts and scope.states_inability(cue, verbs))
+
+
 def read_doc(doc: Doc) -> Findings:
     """Read one Doc: present / negated / hypothetical mentions, areas, time, trajectory, downplaying."""
     lexicon = load_lexicon()
@@ -343,6 +364,8 @@ def read_doc(doc: Doc) -> Findings:
     history = get("HISTORY", [])
     talk_end = {c.end for c in get("TALK_ABOUT", [])}
     exempt = _post_negation_exempt()
+    inability = (frozenset(w.lower() for w in lexicon["cues"].get("inability_verbs") or []),
+                 frozenset(lexicon["cues"].get("inability_concepts") or []))
     findings = Findings(downplayed=bool(get("DOWNPLAY")))
 
     for s in symptoms + modifiers:
@@ -354,7 +377,7 @@ def read_doc(doc: Doc) -> Findings:
             clause_lo <= h.start < s.start for h in history
         ) or scope.talked_about(s.start, talk_end):
             findings.hypothetical.append(mention)
-        elif scope.negated_before(s.start) or (
+        elif _negated_before(scope, s, inability) or (
             concept_of(s) not in exempt and scope.negated_after(s.end)
         ):
             findings.negated.append(mention)
