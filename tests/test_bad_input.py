@@ -46,3 +46,17 @@ def test_red_flag_at_the_end_of_a_huge_message_is_found(parse):
 def test_red_flag_inside_html_is_found(parse):
     result = parse("<b>hello</b><p>my lips are <i>swelling</i> and my throat feels tight</p>")
     assert result["safety"]["priority"] == "emergency"
+
+
+@pytest.mark.parametrize("text", [
+    "Hola, tengo la cara muy hinchada después del tratamiento",
+    "Bonjour, est-ce que ça fait mal ?",
+    "Здравствуйте, у меня опухло лицо",
+])
+def test_other_languages_get_other_language(parse, text):
+    assert parse(text)["intent"]["name"] == "other_language"
+
+
+def test_red_flag_in_english_inside_a_foreign_message_still_fires(parse):
+    result = parse("Hola, perdón por mi inglés: I can't breathe well and my lips are swelling")
+    assert result["safety"]["priority"] == "emergency"

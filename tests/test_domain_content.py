@@ -13,7 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text())
 CLINIC = yaml.safe_load((ROOT / "data" / "clinic.yml").read_text())
 
-SMALL_TALK = {"greet", "goodbye", "thank", "affirm", "deny", "bot_challenge", "out_of_scope", "inform"}
+SMALL_TALK = {
+    "greet", "goodbye", "thank", "affirm", "deny", "bot_challenge", "out_of_scope", "inform",
+    "other_language",
+}
 MIN_EXAMPLES = 15
 MIN_CONTENT_EXAMPLES = 30
 FAQ_INTENTS = [
