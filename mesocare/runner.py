@@ -9,6 +9,7 @@ import argparse
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +29,18 @@ class Ports:
     actions: int = 5055
     staff: int = 8000
     site: int = 8080
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the OS picks it), so a stray server never answers for ours."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_ports() -> Ports:
+    """Four free ports, for a private stack next to `make run` (tests, benchmarks)."""
+    return Ports(free_port(), free_port(), free_port(), free_port())
 
 
 def write_endpoints(path: Path, actions_port: int, tracker_db: Path) -> Path:
@@ -209,27 +222,44 @@ def _local_token() -> str:
     return path.read_text().strip()
 
 
+def _ports(value: str) -> Ports:
+    """'5005,5055,8000,8080' -> Ports."""
+    numbers = [int(x) for x in value.split(",")]
+    if len(numbers) != 4:
+        raise argparse.ArgumentTypeError("give four ports: rasa,actions,staff,site")
+    return Ports(*numbers)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Start every MesoCare process (Ctrl-C stops them).")
     parser.add_argument("--model", default=str(ROOT / "models" / "mesocare.tar.gz"))
+    parser.add_argument("--ports", type=_ports, default=Ports(),
+                        help="rasa,actions,staff,site (default 5005,5055,8000,8080)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     VAR.mkdir(parents=True, exist_ok=True)
+    ports: Ports = args.ports
     env = default_env()
-    stack = Stack(Ports(), Path(args.model), ROOT / "endpoints.yml", env, VAR / "log")
+    endpoints = ROOT / "endpoints.yml"
+    if ports != Ports():
+        env["MESOCARE_RASA_URL"] = f"http://127.0.0.1:{ports.rasa}"
+        endpoints = write_endpoints(VAR / "endpoints.yml", ports.actions, VAR / "tracker.db")
+    stack = Stack(ports, Path(args.model), endpoints, env, VAR / "log")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the children too
-    print("Starting the action server, Rasa server, staff app and demo site (logs in var/log/) ...")
+    print(f"Starting the action server, Rasa server, staff app and demo site (logs in {VAR / 'log'}) ...",
+          flush=True)
     stack.start()
     try:
         stack.wait_ready()
         print(
             f"\nMesoCare is up after {time.monotonic() - started:.0f} s:\n"
-            "  Clinic page with chat:  http://127.0.0.1:8080/\n"
-            "  Staff inbox:            http://127.0.0.1:8000/   "
+            f"  Clinic page with chat:  http://127.0.0.1:{ports.site}/\n"
+            f"  Staff inbox:            http://127.0.0.1:{ports.staff}/   "
             "(create a user: .venv/bin/mesocare staff add-user NAME --role admin)\n"
-            "  Rasa REST:              POST http://127.0.0.1:5005/webhooks/rest/webhook\n"
-            "  Action server:          http://127.0.0.1:5055/health\n"
-            "Press Ctrl-C to stop everything."
+            f"  Rasa REST:              POST http://127.0.0.1:{ports.rasa}/webhooks/rest/webhook\n"
+            f"  Action server:          http://127.0.0.1:{ports.actions}/health\n"
+            "Press Ctrl-C to stop everything.",
+            flush=True,
         )
         while all(s.proc and s.proc.poll() is None for s in stack.services):
             time.sleep(1)

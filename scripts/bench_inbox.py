@@ -24,9 +24,9 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mesocare.runner import Ports, Stack, isolated_stack  # noqa: E402
+from mesocare.runner import Stack, free_ports, isolated_stack  # noqa: E402
 
-PORTS = Ports(rasa=5205, actions=5255, staff=8200, site=8280)
+PORTS = free_ports()
 RED_FLAG = "I had mesolifting yesterday and now my vision is blurry"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]

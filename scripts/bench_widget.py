@@ -118,10 +118,10 @@ def _responds(url: str) -> bool:
 
 def _start_stack() -> Any:
     """Start Rasa, actions and the site on the test ports (no staff app)."""
-    from mesocare.runner import Ports, isolated_stack
+    from mesocare.runner import free_ports, isolated_stack
 
     model = Path(os.environ.get("MESOCARE_TEST_MODEL", ROOT / "models" / "mesocare.tar.gz"))
-    ports = Ports(rasa=5305, actions=5355, staff=8300, site=8380)
+    ports = free_ports()
     stack = isolated_stack(Path(tempfile.mkdtemp(prefix="bench-widget-")), ports, model)
     stack.services = [s for s in stack.services if s.name != "staff"]
     stack.start()
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--site-url", default="http://127.0.0.1:8080")
     parser.add_argument("--start", action="store_true", help="always start a private stack")
-    parser.add_argument("--loads", type=int, default=10)
+    parser.add_argument("--loads", type=int, default=20)
     parser.add_argument("--questions", type=int, default=20)
     parser.add_argument("--out", default=str(ROOT / "results" / "bench_widget.json"))
     args = parser.parse_args(argv)

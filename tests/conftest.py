@@ -5,7 +5,6 @@ fresh PostgreSQL database (as in production), the tracker store a SQLite file.""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -17,18 +16,10 @@ import pytest
 import requests
 from db_helpers import temp_pg_database
 
-from mesocare.runner import Ports, Stack, isolated_stack
+from mesocare.runner import Stack, free_ports, isolated_stack
 from mesocare.settings import ROOT
 
-
-def _free_port() -> int:
-    """A port nothing listens on now (the OS picks it), so a stray server never answers for ours."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-TEST_PORTS = Ports(rasa=_free_port(), actions=_free_port(), staff=_free_port(), site=_free_port())
+TEST_PORTS = free_ports()
 MODEL = Path(os.environ.get("MESOCARE_TEST_MODEL", ROOT / "models" / "mesocare.tar.gz"))
 
 
