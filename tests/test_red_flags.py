@@ -288,6 +288,15 @@ def test_yaml_booleans_in_lexicon_are_rejected(tmp_path: Path) -> None:
         load_lexicon.__wrapped__(path)
 
 
+def test_unknown_inability_concept_is_rejected(tmp_path: Path) -> None:
+    text = LEXICON_PATH.read_text().replace("inability_concepts: [eye_movement,",
+                                            "inability_concepts: [eye_moves,")
+    path = tmp_path / "lexicon.yml"
+    path.write_text(text)
+    with pytest.raises(SafetyDataError, match="inability_concepts"):
+        load_lexicon.__wrapped__(path)
+
+
 def test_saved_pipeline_loads_with_plain_spacy(nlp, tmp_path: Path) -> None:
     nlp.to_disk(tmp_path / "p")
     loaded = spacy.load(tmp_path / "p")

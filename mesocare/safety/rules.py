@@ -64,6 +64,9 @@ def load_lexicon(path: Path = LEXICON_PATH) -> dict[str, Any]:
     for name, spec in data["symptoms"].items():
         if not spec.get("phrases") and not spec.get("combos"):
             raise SafetyDataError(f"{path}: symptom {name!r} has no phrases")
+    unknown = set(data["cues"].get("inability_concepts") or []) - set(data["symptoms"])
+    if unknown:
+        raise SafetyDataError(f"{path}: inability_concepts names unknown symptoms {sorted(unknown)}")
     _check_strings({k: v for k, v in data.items() if k != "temperature"}, str(path))
     _check_strings({k: v for k, v in data["temperature"].items() if not k.endswith("_range")},
                    f"{path}: temperature")
