@@ -19,6 +19,8 @@ TRIAGE_ORDER = ("triage_time_since", "triage_emergency_signs", "triage_infection
 YES_NO_TRIAGE = ("triage_emergency_signs", "triage_infection_signs")
 ALLERGY_ORDER = ("allergy_components", "allergy_other", "allergy_past_reactions")
 LEVELS = ("E0", "E1", "E2", "E3", "E4")
+UNCLEAR = "__unclear__"
+OTHER_LANGUAGE = "other_language"
 
 PHONE_CHARS = re.compile(r"^\+?[\d\s().\-]+$")
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -77,12 +79,17 @@ def trajectory(tracker: Tracker) -> str | None:
     return None
 
 
+def reask_response(tracker: Tracker, default: str) -> str:
+    """What to say before asking again: the phone numbers if the answer was not in English."""
+    return "utter_other_language" if latest_intent(tracker) == OTHER_LANGUAGE else default
+
+
 def accept(slot: str, value: Any, allowed: tuple[str, ...], dispatcher: CollectingDispatcher,
-           reask: str) -> dict[str, Any]:
+           tracker: Tracker, reask: str) -> dict[str, Any]:
     """Keep an answer that is one of `allowed`; otherwise say `reask` and ask the question again."""
     if value in allowed:
         return {slot: value}
-    dispatcher.utter_message(response=reask)
+    dispatcher.utter_message(response=reask_response(tracker, reask))
     return {slot: None}
 
 
@@ -170,6 +177,8 @@ class ValidateTriageForm(FormValidationAction):
         parsed = safety.get("time_since") or {}
         if parsed.get("text"):
             events["triage_time_since"] = parsed["text"]
+        elif self._asked(tracker, "triage_time_since") and latest_intent(tracker) == OTHER_LANGUAGE:
+            events["triage_time_since"] = UNCLEAR
         elif self._asked(tracker, "triage_time_since") and latest_text(tracker):
             events["triage_time_since"] = latest_text(tracker)[:64]
         if tracker.get_slot("triage_trajectory") is None and safety.get("trajectory") in TRAJECTORIES:
@@ -180,7 +189,7 @@ class ValidateTriageForm(FormValidationAction):
         if not self._asked(tracker, slot):
             return {}
         answer = yes_no(tracker)
-        return {slot: answer if answer else "__unclear__"}
+        return {slot: answer if answer else UNCLEAR}
 
     async def extract_triage_emergency_signs(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -197,31 +206,35 @@ class ValidateTriageForm(FormValidationAction):
     ) -> dict[str, Any]:
         if not self._asked(tracker, "triage_trajectory"):
             return {}
-        return {"triage_trajectory": trajectory(tracker) or "__unclear__"}
+        return {"triage_trajectory": trajectory(tracker) or UNCLEAR}
 
     def validate_triage_time_since(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
+        if value == UNCLEAR:
+            dispatcher.utter_message(response="utter_other_language")
+            return {"triage_time_since": None}
         return {"triage_time_since": str(value)[:64] if value else None}
 
-    def _validate_yes_no(self, slot: str, value: Any, dispatcher: CollectingDispatcher
+    def _validate_yes_no(self, slot: str, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
                          ) -> dict[str, Any]:
-        return accept(slot, value, (YES, NO, UNSURE), dispatcher, "utter_triage_need_yes_no")
+        return accept(slot, value, (YES, NO, UNSURE), dispatcher, tracker, "utter_triage_need_yes_no")
 
     def validate_triage_emergency_signs(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        return self._validate_yes_no("triage_emergency_signs", value, dispatcher)
+        return self._validate_yes_no("triage_emergency_signs", value, dispatcher, tracker)
 
     def validate_triage_infection_signs(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        return self._validate_yes_no("triage_infection_signs", value, dispatcher)
+        return self._validate_yes_no("triage_infection_signs", value, dispatcher, tracker)
 
     def validate_triage_trajectory(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        return accept("triage_trajectory", value, TRAJECTORIES, dispatcher, "utter_triage_need_trajectory")
+        return accept("triage_trajectory", value, TRAJECTORIES, dispatcher, tracker,
+                      "utter_triage_need_trajectory")
 
 
 class ValidateAllergyForm(FormValidationAction):
@@ -233,7 +246,7 @@ class ValidateAllergyForm(FormValidationAction):
     async def _extract(self, slot: str, tracker: Tracker) -> dict[str, Any]:
         if tracker.get_slot("requested_slot") != slot:
             return {}
-        return {slot: yes_no(tracker) or "__unclear__"}
+        return {slot: yes_no(tracker) or UNCLEAR}
 
     async def extract_allergy_components(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -250,23 +263,24 @@ class ValidateAllergyForm(FormValidationAction):
     ) -> dict[str, Any]:
         return await self._extract("allergy_past_reactions", tracker)
 
-    def _validate(self, slot: str, value: Any, dispatcher: CollectingDispatcher) -> dict[str, Any]:
-        return accept(slot, value, (YES, NO, UNSURE), dispatcher, "utter_allergy_need_yes_no")
+    def _validate(self, slot: str, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
+                  ) -> dict[str, Any]:
+        return accept(slot, value, (YES, NO, UNSURE), dispatcher, tracker, "utter_allergy_need_yes_no")
 
     def validate_allergy_components(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        return self._validate("allergy_components", value, dispatcher)
+        return self._validate("allergy_components", value, dispatcher, tracker)
 
     def validate_allergy_other(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        return self._validate("allergy_other", value, dispatcher)
+        return self._validate("allergy_other", value, dispatcher, tracker)
 
     def validate_allergy_past_reactions(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        return self._validate("allergy_past_reactions", value, dispatcher)
+        return self._validate("allergy_past_reactions", value, dispatcher, tracker)
 
 
 class ValidateContactForm(FormValidationAction):
@@ -280,14 +294,14 @@ class ValidateContactForm(FormValidationAction):
     ) -> dict[str, Any]:
         if tracker.get_slot("requested_slot") != "contact_name":
             return {}
-        return {"contact_name": latest_text(tracker) or "__unclear__"}
+        return {"contact_name": latest_text(tracker) or UNCLEAR}
 
     async def extract_contact_details(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         if tracker.get_slot("requested_slot") != "contact_details":
             return {}
-        return {"contact_details": latest_text(tracker) or "__unclear__"}
+        return {"contact_details": latest_text(tracker) or UNCLEAR}
 
     def validate_contact_name(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

@@ -245,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         env["MESOCARE_RASA_URL"] = f"http://127.0.0.1:{ports.rasa}"
         endpoints = write_endpoints(VAR / "endpoints.yml", ports.actions, VAR / "tracker.db")
     stack = Stack(ports, Path(args.model), endpoints, env, VAR / "log")
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the children too
+    # Ctrl-C and `kill` stop the children too, also when started from a script that ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(f"Starting the action server, Rasa server, staff app and demo site (logs in {VAR / 'log'}) ...",
           flush=True)
     stack.start()
@@ -264,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         while all(s.proc and s.proc.poll() is None for s in stack.services):
             time.sleep(1)
         dead = [s.name for s in stack.services if s.proc and s.proc.poll() is not None]
-        print(f"A process stopped ({', '.join(dead)}); see var/log/. Stopping the rest.")
+        print(f"A process stopped ({', '.join(dead)}); see {VAR / 'log'}. Stopping the rest.")
         return 1
     except KeyboardInterrupt:
         print("\nStopping ...")

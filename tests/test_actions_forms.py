@@ -169,6 +169,23 @@ def test_triage_unclear_answers_reask(dispatcher: CollectingDispatcher, domain: 
     assert responses(dispatcher) == ["utter_triage_need_yes_no", "utter_triage_need_trajectory"]
 
 
+async def test_answers_not_in_english_get_the_phone_numbers_and_the_question_again(
+        dispatcher: CollectingDispatcher, domain: dict) -> None:
+    form = forms.ValidateTriageForm()
+    tracker = make_tracker("no entiendo, hablo español", intent="other_language",
+                           slots={"requested_slot": "triage_time_since"})
+    extracted = await form.extract_triage_time_since(dispatcher, tracker, domain)
+    assert extracted == {"triage_time_since": forms.UNCLEAR}
+    assert form.validate_triage_time_since(forms.UNCLEAR, dispatcher, tracker, domain) == \
+        {"triage_time_since": None}
+    assert form.validate_triage_emergency_signs(forms.UNCLEAR, dispatcher, tracker, domain) == \
+        {"triage_emergency_signs": None}
+    allergy = forms.ValidateAllergyForm()
+    assert allergy.validate_allergy_components(forms.UNCLEAR, dispatcher, tracker, domain) == \
+        {"allergy_components": None}
+    assert responses(dispatcher) == ["utter_other_language"] * 3
+
+
 @pytest.mark.parametrize("text,safety,expected", [
     ("worse", {"trajectory": "worse"}, "worse"),
     ("about the same", {}, "same"),
