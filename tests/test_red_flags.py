@@ -198,6 +198,11 @@ def test_worse_after_day_two_escalates(assess, text: str, level: str) -> None:
     ("when I press the red patch it goes white and takes ages to come back", "E1"),
     ("itchy red spots like nettles on my cheeks, breathing fine", "E2"),
     ("my left upper eyelid sits lower than the right, day 6", "E3"),
+    ("i keep dropping things and my left hand feels like its not mine", "E0"),
+    ("there's a purple fish net pattern on my chin", "E1"),
+    ("yellow gunk is coming out of a needle hole, day 3", "E2"),
+    ("since the relaxant I can't whistle and my lips feel lazy", "E3"),
+    ("a firm pea under the skin of my cheek, still there after 3 weeks", "E3"),
 ])
 def test_conditions_pick_the_right_level(assess, text: str, level: str) -> None:
     assert assess(text).level == level, assess(text).as_dict()
