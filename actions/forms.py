@@ -21,6 +21,7 @@ ALLERGY_ORDER = ("allergy_components", "allergy_other", "allergy_past_reactions"
 LEVELS = ("E0", "E1", "E2", "E3", "E4")
 UNCLEAR = "__unclear__"
 OTHER_LANGUAGE = "other_language"
+OTHER_LANGUAGE_RESPONSE = "utter_other_language"
 
 PHONE_CHARS = re.compile(r"^\+?[\d\s().\-]+$")
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -81,7 +82,7 @@ def trajectory(tracker: Tracker) -> str | None:
 
 def reask_response(tracker: Tracker, default: str) -> str:
     """What to say before asking again: the phone numbers if the answer was not in English."""
-    return "utter_other_language" if latest_intent(tracker) == OTHER_LANGUAGE else default
+    return OTHER_LANGUAGE_RESPONSE if latest_intent(tracker) == OTHER_LANGUAGE else default
 
 
 def accept(slot: str, value: Any, allowed: tuple[str, ...], dispatcher: CollectingDispatcher,
@@ -177,10 +178,10 @@ class ValidateTriageForm(FormValidationAction):
         parsed = safety.get("time_since") or {}
         if parsed.get("text"):
             events["triage_time_since"] = parsed["text"]
-        elif self._asked(tracker, "triage_time_since") and latest_intent(tracker) == OTHER_LANGUAGE:
-            events["triage_time_since"] = UNCLEAR
         elif self._asked(tracker, "triage_time_since") and latest_text(tracker):
-            events["triage_time_since"] = latest_text(tracker)[:64]
+            # Any free-text time is kept (unknown time resolves upward), unless it is not in English.
+            other = latest_intent(tracker) == OTHER_LANGUAGE
+            events["triage_time_since"] = UNCLEAR if other else latest_text(tracker)[:64]
         if tracker.get_slot("triage_trajectory") is None and safety.get("trajectory") in TRAJECTORIES:
             events["triage_trajectory"] = safety["trajectory"]
         return events
@@ -212,7 +213,7 @@ class ValidateTriageForm(FormValidationAction):
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         if value == UNCLEAR:
-            dispatcher.utter_message(response="utter_other_language")
+            dispatcher.utter_message(response=OTHER_LANGUAGE_RESPONSE)
             return {"triage_time_since": None}
         return {"triage_time_since": str(value)[:64] if value else None}
 

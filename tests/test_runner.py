@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import MODEL
 
-from mesocare.runner import free_ports
+from mesocare.runner import free_ports, isolated_stack
 from mesocare.settings import ROOT
 
 pytestmark = pytest.mark.live
@@ -28,10 +28,8 @@ def _listening(port: int) -> bool:
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     p = free_ports()
     ports = [p.rasa, p.actions, p.staff, p.site]
-    env = {**os.environ, "MESOCARE_VAR_DIR": str(tmp_path), "MESOCARE_DB_URL": f"sqlite:///{tmp_path}/m.db",
-           "MESOCARE_TRACKER_DB_URL": f"sqlite:///{tmp_path}/tracker.db",
-           "MESOCARE_OUTBOX_DIR": str(tmp_path / "outbox"), "MESOCARE_RASA_TOKEN": "test-token"}
-    subprocess.run([str(Path(sys.executable).parent / "mesocare"), "db", "upgrade"], env=env, check=True)
+    # The private stack's settings and upgraded databases; the runner itself starts the processes.
+    env = {**os.environ, **isolated_stack(tmp_path, p, MODEL).env, "MESOCARE_VAR_DIR": str(tmp_path)}
     argv = [sys.executable, "-m", "mesocare.runner", "--model", str(MODEL),
             "--ports", ",".join(map(str, ports))]
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

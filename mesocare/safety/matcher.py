@@ -326,13 +326,21 @@ def _unit_aliases(units: dict[str, float]) -> dict[str, float]:
     return {**units, "d": 24.0}
 
 
-def _negated_before(scope: _Scope, span: Span, inability: tuple[frozenset[str], frozenset[str]]) -> bool:
+@lru_cache(maxsize=1)
+def _inability() -> tuple[frozenset[str], frozenset[str]]:
+    """(verbs, concepts) from the lexicon's cues: after these verbs a negation states the symptom."""
+    cues = load_lexicon()["cues"]
+    return (frozenset(w.lower() for w in cues.get("inability_verbs") or []),
+            frozenset(cues.get("inability_concepts") or []))
+
+
+def _negated_before(scope: _Scope, span: Span) -> bool:
     """Negated by a cue before it, unless the cue states an inability and the concept is one
     ("I can't turn my eye" is a symptom, "I can't feel any lump" is not)."""
     cue = scope.negation_before(span.start)
     if cue is None:
         return False
-    verbs, concepts = inability
+    verbs, concepts = _inability()
     return not (concept_of(span) in concepts and scope.states_inability(cue, verbs))
 
 
@@ -364,8 +372,6 @@ def read_doc(doc: Doc) -> Findings:
     history = get("HISTORY", [])
     talk_end = {c.end for c in get("TALK_ABOUT", [])}
     exempt = _post_negation_exempt()
-    inability = (frozenset(w.lower() for w in lexicon["cues"].get("inability_verbs") or []),
-                 frozenset(lexicon["cues"].get("inability_concepts") or []))
     findings = Findings(downplayed=bool(get("DOWNPLAY")))
 
     for s in symptoms + modifiers:
@@ -377,7 +383,7 @@ def read_doc(doc: Doc) -> Findings:
             clause_lo <= h.start < s.start for h in history
         ) or scope.talked_about(s.start, talk_end):
             findings.hypothetical.append(mention)
-        elif _negated_before(scope, s, inability) or (
+        elif _negated_before(scope, s) or (
             concept_of(s) not in exempt and scope.negated_after(s.end)
         ):
             findings.negated.append(mention)
