@@ -11,14 +11,14 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import db
-from actions.forms import LEVELS, POSITIVE, more_urgent_level, safety_of
+from actions.forms import POSITIVE, more_urgent_level, safety_of
 from mesocare import outbox
 from mesocare.clinic import load_clinic
-from mesocare.escalations import more_urgent
+from mesocare.levels import LEVELS, more_urgent
+from mesocare.levels import PRIORITY_BY_LEVEL as LEVEL_PRIORITY
 
 log = logging.getLogger(__name__)
 
-LEVEL_PRIORITY = {"E0": "emergency", "E1": "emergency", "E2": "urgent", "E3": "routine"}
 TRIAGE_SLOTS = ("triage_time_since", "triage_time_hours", "triage_emergency_signs",
                 "triage_infection_signs", "triage_trajectory", "triage_safety_level")
 ALLERGY_SLOTS = ("allergy_components", "allergy_other", "allergy_past_reactions")

@@ -11,6 +11,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
+from mesocare.levels import most_urgent_level
+
 YES, NO, UNSURE = "yes", "no", "unsure"
 POSITIVE = (YES, UNSURE)  # "not sure" counts as yes: when in doubt, the more urgent answer
 TRAJECTORIES = ("better", "same", "worse")
@@ -18,7 +20,6 @@ TRIAGE_ORDER = ("triage_time_since", "triage_emergency_signs", "triage_infection
                 "triage_trajectory")
 YES_NO_TRIAGE = ("triage_emergency_signs", "triage_infection_signs")
 ALLERGY_ORDER = ("allergy_components", "allergy_other", "allergy_past_reactions")
-LEVELS = ("E0", "E1", "E2", "E3", "E4")
 UNCLEAR = "__unclear__"
 OTHER_LANGUAGE = "other_language"
 OTHER_LANGUAGE_RESPONSE = "utter_other_language"
@@ -42,11 +43,7 @@ def latest_intent(tracker: Tracker) -> str | None:
 
 
 def more_urgent_level(a: str | None, b: str | None) -> str | None:
-    if a not in LEVELS:
-        return b if b in LEVELS else None
-    if b not in LEVELS:
-        return a
-    return a if LEVELS.index(a) <= LEVELS.index(b) else b
+    return most_urgent_level((a, b))
 
 
 def yes_no(tracker: Tracker) -> str | None:

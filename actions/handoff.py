@@ -9,10 +9,10 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from mesocare.levels import HANDOFF_SLOT
 from mesocare.settings import get_settings
 from mesocare.staff import messages
 
-HANDOFF_SLOT = "handoff_active"
 JOINED_RESPONSE = "utter_staff_joined"
 LEFT_RESPONSE = "utter_staff_left"
 log = logging.getLogger(__name__)

@@ -12,16 +12,17 @@ import pytest
 import spacy
 import yaml
 
+from mesocare.levels import level_rank
+from mesocare.levels import most_urgent_level as most_urgent
 from mesocare.safety.build_pipeline import build_nlp, deletion_variants
 from mesocare.safety.matcher import Assessment, assess_text
 from mesocare.safety.rules import (
     LEXICON_PATH,
     RED_FLAGS_PATH,
     SafetyDataError,
-    level_rank,
     load_lexicon,
     load_rules,
-    most_urgent,
+    load_thresholds,
     parse_rules,
 )
 
@@ -286,16 +287,18 @@ def test_unknown_condition_and_level_are_rejected() -> None:
 
 
 def test_yaml_booleans_in_lexicon_are_rejected(tmp_path: Path) -> None:
-    text = LEXICON_PATH.read_text().replace('negation: ["no",', "negation: [no,")
+    text = LEXICON_PATH.read_text().replace('  negation:\n    - "no"\n', "  negation:\n    - no\n")
+    assert text != LEXICON_PATH.read_text()
     path = tmp_path / "lexicon.yml"
     path.write_text(text)
-    with pytest.raises(SafetyDataError, match="not a string"):
+    with pytest.raises(SafetyDataError, match=r"cues\.negation\.0: str type expected"):
         load_lexicon.__wrapped__(path)
 
 
 def test_unknown_inability_concept_is_rejected(tmp_path: Path) -> None:
-    text = LEXICON_PATH.read_text().replace("inability_concepts: [eye_movement,",
-                                            "inability_concepts: [eye_moves,")
+    text = LEXICON_PATH.read_text().replace("  inability_concepts:\n    - eye_movement\n",
+                                            "  inability_concepts:\n    - eye_moves\n")
+    assert text != LEXICON_PATH.read_text()
     path = tmp_path / "lexicon.yml"
     path.write_text(text)
     with pytest.raises(SafetyDataError, match="inability_concepts"):
@@ -450,10 +453,10 @@ def test_not_acne_is_negated_but_never_lowers(assess) -> None:
     assert "pustules or blisters" in d["symptoms"]
 
 
-def test_temperature_thresholds_come_from_the_lexicon(assess) -> None:
-    spec = load_lexicon()["temperature"]
-    c = float(spec["fever_celsius_min"])
-    f = float(spec["fever_fahrenheit_min"])
+def test_temperature_thresholds_come_from_the_thresholds_file(assess) -> None:
+    fever = load_thresholds()["fever"]
+    c = float(fever["celsius_min"])
+    f = float(fever["fahrenheit_min"])
     assert assess(f"my temperature is {c:.1f}").level == "E2"
     assert assess(f"my temperature is {c - 0.3:.1f}").level is None
     assert assess(f"temperature {f:.1f} F").level == "E2"

@@ -14,6 +14,7 @@ from typing import Any
 import spacy
 from spacy.language import Language
 
+from mesocare.safety.assertion import ASSERTION_LABELS, EXPECTED_LABEL, load_assertion, load_expected
 from mesocare.safety.rules import load_lexicon
 
 SPANS_KEY = "mesocare"
@@ -25,7 +26,6 @@ CUE_LABELS = {
     "uncertain": "UNCERTAIN",
     "downplay": "DOWNPLAY",
     "history": "HISTORY",
-    "hypothetical": "HYPOTHETICAL",
     "talk_about": "TALK_ABOUT",
 }
 _MAX_VARIANT_WORDS = 3
@@ -137,6 +137,13 @@ def build_patterns(lexicon: dict[str, Any]) -> list[dict[str, Any]]:
     patterns.extend(time_patterns(lexicon["time"]))
     for key, label in CUE_LABELS.items():
         add_phrases(label, key, cues.get(key) or [], variants=False)
+    assertion = load_assertion()
+    for key, label in ASSERTION_LABELS.items():
+        add_phrases(label, key, assertion.get(key) or [], variants=False)
+    year = [{"LOWER": {"IN": ["in", "since", "back in"]}}, {"TEXT": {"REGEX": r"^(19|20)\d\d$"}}]
+    patterns.append({"label": ASSERTION_LABELS["past_times"], "id": "year", "pattern": year})
+    for effect in load_expected()["expected_effects"]:
+        add_phrases(EXPECTED_LABEL, effect["id"], effect["cues"], variants=False)
     return patterns
 
 

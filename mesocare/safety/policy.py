@@ -23,11 +23,11 @@ from rasa.shared.core.events import ActionExecuted, Event, UserUttered
 from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from mesocare.levels import HANDOFF_SLOT, RED_FLAG_LEVELS
+
 logger = logging.getLogger(__name__)
 
-RED_FLAG_LEVELS = ("E0", "E1", "E2")
 ESCALATION_ACTION = "action_red_flag_escalation"
-HANDOFF_SLOT = "handoff_active"
 SAFETY_KEY = "safety"
 
 

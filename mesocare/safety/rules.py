@@ -9,76 +9,43 @@ from typing import Any
 
 import yaml
 
+from mesocare.levels import PRIORITY_BY_LEVEL, level_rank
+from mesocare.safety.schema import SafetyDataError, check_lexicon, check_red_flags, check_thresholds
 from mesocare.settings import ROOT
 
 SAFETY_DIR = ROOT / "data" / "safety"
 LEXICON_PATH = SAFETY_DIR / "lexicon.yml"
 RED_FLAGS_PATH = SAFETY_DIR / "red_flags.yml"
+THRESHOLDS_PATH = SAFETY_DIR / "thresholds.yml"
 
-LEVELS = ("E0", "E1", "E2", "E3")
-PRIORITY_BY_LEVEL = {"E0": "emergency", "E1": "emergency", "E2": "urgent", "E3": "routine"}
+LEVELS = tuple(PRIORITY_BY_LEVEL)  # the levels a red-flag rule can carry (E4 is "no escalation")
 TRAJECTORIES = ("worse", "better", "same")
 ROWS = tuple(f"R{i}" for i in range(1, 16))
-_CONDITION_KEYS = {
-    "any", "all", "and_any", "none_of", "areas_any", "unless_areas_within", "trajectory", "hours_min",
-    "hours_max", "hours_known",
-}
-
-
-class SafetyDataError(ValueError):
-    """A safety table is malformed (unknown concept, level, row or condition)."""
-
-
-def level_rank(level: str | None) -> int:
-    """Higher is more urgent: E0 -> 4 ... E3 -> 1, None -> 0."""
-    return 0 if level is None else len(LEVELS) - LEVELS.index(level)
-
-
-def most_urgent(levels: list[str | None]) -> str | None:
-    """The most urgent of several levels (ambiguity resolves upward)."""
-    return max(levels, key=level_rank, default=None) if any(levels) else None
-
-
-def _check_strings(node: Any, where: str) -> None:
-    """Every phrase must be a string (YAML turns a bare `no`/`off` into a boolean)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            _check_strings(value, f"{where}.{key}")
-    elif isinstance(node, list):
-        for item in node:
-            if isinstance(item, dict):
-                _check_strings(item, where)
-            elif not isinstance(item, str):
-                raise SafetyDataError(f"{where}: {item!r} is not a string (quote it)")
 
 
 @lru_cache(maxsize=4)
 def load_lexicon(path: Path = LEXICON_PATH) -> dict[str, Any]:
     """The lexicon (symptom, modifier, area, allergen, time and cue phrases)."""
     with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
-    for key in ("symptoms", "modifiers", "trajectory", "body_areas", "allergens", "time", "temperature",
-                "cues"):
-        if key not in data:
-            raise SafetyDataError(f"{path}: missing section {key!r}")
+        data = check_lexicon(yaml.safe_load(fh), str(path))
     for name, spec in data["symptoms"].items():
         if not spec.get("phrases") and not spec.get("combos"):
             raise SafetyDataError(f"{path}: symptom {name!r} has no phrases")
     unknown = set(data["cues"].get("inability_concepts") or []) - set(data["symptoms"])
     if unknown:
         raise SafetyDataError(f"{path}: inability_concepts names unknown symptoms {sorted(unknown)}")
-    _check_strings({k: v for k, v in data.items() if k != "temperature"}, str(path))
-    _check_strings({k: v for k, v in data["temperature"].items() if not k.endswith("_range")},
-                   f"{path}: temperature")
-    temp = data["temperature"]
-    for key in ("fever_celsius_min", "fever_fahrenheit_min", "celsius_range", "fahrenheit_range"):
-        if key not in temp:
-            raise SafetyDataError(f"{path}: temperature.{key} is missing")
     if "high_fever" not in data["symptoms"]:
         raise SafetyDataError(f"{path}: thermometer readings need the symptom concept 'high_fever'")
     if set(data["trajectory"]) != set(TRAJECTORIES):
         raise SafetyDataError(f"{path}: trajectory must define exactly {TRAJECTORIES}")
     return data
+
+
+@lru_cache(maxsize=4)
+def load_thresholds(path: Path = THRESHOLDS_PATH) -> dict[str, Any]:
+    """Clinical thresholds: fever, negated trajectories, the net's time limit, the semantic net."""
+    with open(path, encoding="utf-8") as fh:
+        return check_thresholds(yaml.safe_load(fh), str(path))
 
 
 @dataclass(frozen=True)
@@ -139,6 +106,7 @@ def _as_set(spec: dict[str, Any], key: str) -> frozenset[str]:
 
 def parse_rules(data: dict[str, Any], lexicon: dict[str, Any]) -> RuleTable:
     """Validate the raw red-flag table against the lexicon; any unknown name is an error."""
+    data = check_red_flags(data, "red_flags.yml")
     concepts = frozenset(lexicon["symptoms"]) | frozenset(lexicon["modifiers"])
     areas = frozenset(lexicon["body_areas"])
     seen: set[str] = set()
@@ -149,9 +117,6 @@ def parse_rules(data: dict[str, Any], lexicon: dict[str, Any]) -> RuleTable:
             raise SafetyDataError(f"rule id missing or duplicated: {rid!r}")
         seen.add(rid)
         cond = spec.get("when") or {}
-        unknown_keys = set(cond) - _CONDITION_KEYS
-        if unknown_keys:
-            raise SafetyDataError(f"rule {rid}: unknown condition(s) {sorted(unknown_keys)}")
         if spec.get("row") not in ROWS:
             raise SafetyDataError(f"rule {rid}: row must be one of R1..R15, got {spec.get('row')!r}")
         if spec.get("level") not in LEVELS:

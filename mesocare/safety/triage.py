@@ -10,13 +10,15 @@ from typing import Any
 
 import yaml
 
-from mesocare.safety.rules import LEVELS, SAFETY_DIR, SafetyDataError
+from mesocare.levels import LEVELS
+from mesocare.levels import PRIORITIES as ESCALATION_PRIORITIES
+from mesocare.safety.rules import SAFETY_DIR, SafetyDataError
 
 logger = logging.getLogger(__name__)
 
 TRIAGE_PATH = SAFETY_DIR / "triage.yml"
 YES, NO, UNSURE = "yes", "no", "unsure"
-PRIORITIES = ("emergency", "urgent", "routine", None)
+PRIORITIES = (*ESCALATION_PRIORITIES, None)  # None = home care
 _WORD_RE = re.compile(r"[a-z0-9']+")
 
 
@@ -44,7 +46,7 @@ class Disposition(dict):
 
 
 def _outcome(spec: dict[str, Any], where: str) -> Disposition:
-    if spec.get("priority") not in PRIORITIES or spec.get("level") not in (*LEVELS, "E4"):
+    if spec.get("priority") not in PRIORITIES or spec.get("level") not in LEVELS:
         raise SafetyDataError(f"triage.yml {where}: bad priority/level {spec}")
     return Disposition(priority=spec["priority"], level=spec["level"], reason=str(spec["reason"]),
                        rules=list(spec.get("rules") or []))
@@ -120,7 +122,7 @@ def _hours(answers: dict[str, Any]) -> float | None:
 
         return assess_text(load_nlp(), str(text)).findings.hours
     except Exception:  # noqa: BLE001 - an unreadable time only makes the answer "unknown"
-        logger.exception("could not read the time since treatment from %r", text)
+        logger.exception("could not read the time since treatment (the answer is not logged)")
         return None
 
 
