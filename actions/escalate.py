@@ -11,10 +11,17 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import db
-from actions.forms import POSITIVE, more_urgent_level, safety_of
+from actions.forms import POSITIVE, latest_intent, more_urgent_level, safety_of
 from mesocare import outbox
 from mesocare.clinic import load_clinic
-from mesocare.levels import LEVELS, more_urgent
+from mesocare.levels import (
+    ASKED_LEVEL_SLOT,
+    FAIL_CLOSED_LEVEL,
+    HAPPENING_NOW_INTENT,
+    LEVELS,
+    RED_FLAG_LEVELS,
+    more_urgent,
+)
 from mesocare.levels import PRIORITY_BY_LEVEL as LEVEL_PRIORITY
 
 log = logging.getLogger(__name__)
@@ -71,11 +78,17 @@ class ActionRedFlagEscalation(Action):
     ) -> list[dict[str, Any]]:
         safety = safety_of(tracker)
         level = safety.get("level") if safety.get("level") in LEVELS else None
+        reason = safety.get("reason") or "red_flag"
+        if level is None and latest_intent(tracker) == HAPPENING_NOW_INTENT:
+            # "This is happening to me now" under a risk answer: the topic's level (unknown -> E1).
+            asked = tracker.get_slot(ASKED_LEVEL_SLOT)
+            level = asked if asked in RED_FLAG_LEVELS else FAIL_CLOSED_LEVEL
+            reason = HAPPENING_NOW_INTENT
         # Unknown or missing priority: the most urgent one (never under-triage).
         priority = more_urgent(safety.get("priority"), LEVEL_PRIORITY.get(level or "")) or "emergency"
         time_since = (safety.get("time_since") or {}).get("text")
         store(
-            tracker, trigger="red_flag", priority=priority, reason="red_flag", level=level,
+            tracker, trigger="red_flag", priority=priority, reason=reason, level=level,
             rules=safety.get("rules") or [], symptoms=safety.get("symptoms") or [],
             time_since=time_since or tracker.get_slot("triage_time_since"),
             summary=((tracker.latest_message or {}).get("text") or "")[:2000],

@@ -1,17 +1,20 @@
-"""The `mesocare` command: database, escalations, outbox (+ plug-ins for staff and site)."""
+"""The `mesocare` command: database, escalations, outbox, privacy (+ plug-ins for staff and site)."""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import getpass
 import importlib
 import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from mesocare import logscrub
 from mesocare.db.models import OUTCOMES, PRIORITIES, STATUSES
 
 # Other teams add sub-commands here: each module exposes `register(subparsers)`; missing ones are skipped.
@@ -129,9 +132,82 @@ def cmd_outbox_flush(args: argparse.Namespace) -> int:
 def cmd_outbox_list(args: argparse.Namespace) -> int:
     from mesocare import outbox
 
-    items = [{"file": p.name, **outbox.read_item(p)} for p in outbox.pending()]
+    items = [{"file": p.name, **outbox.read_item(p)} for p in outbox.pending(failed=args.failed)]
     _print_json(items)
     return 0
+
+
+def _cli_actor(args: argparse.Namespace) -> str:
+    return args.by or f"cli:{getpass.getuser()}"
+
+
+def cmd_privacy_purge(args: argparse.Namespace) -> int:
+    from mesocare import privacy
+
+    report = privacy.purge(dry_run=args.dry_run, actor=_cli_actor(args))
+    _print_json(report)
+    return 0
+
+
+def cmd_privacy_erase(args: argparse.Namespace) -> int:
+    from mesocare import privacy
+
+    counts = privacy.erase(args.conversation_id, _cli_actor(args))
+    _print_json(counts)
+    if not counts["conversations"]:
+        print("nothing stored for that conversation id", file=sys.stderr)
+    return 0
+
+
+def cmd_privacy_export(args: argparse.Namespace) -> int:
+    from mesocare import privacy
+
+    text = privacy.dumps(privacy.export(args.conversation_id, _cli_actor(args))) + "\n"
+    if args.out:
+        from mesocare.outbox import FILE_MODE
+
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        print(f"wrote the export to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_privacy_rotate(args: argparse.Namespace) -> int:
+    from mesocare import privacy
+
+    done = privacy.rotate_keys(_cli_actor(args))
+    print(f"re-encrypted {done['rows']} escalation row(s) and {done['outbox_items']} outbox item(s) "
+          "with the first key of MESOCARE_DATA_KEYS; older keys can now be removed")
+    return 0
+
+
+def cmd_privacy_new_key(args: argparse.Namespace) -> int:
+    from mesocare.crypto import new_key
+
+    print(new_key())
+    return 0
+
+
+def _privacy_parser(sub: argparse._SubParsersAction) -> None:
+    pv = sub.add_parser("privacy", help="retention, erasure, export, key rotation")
+    psub = pv.add_subparsers(dest="cmd", required=True)
+    purge = psub.add_parser("purge", help="delete conversations past retention_days (data/clinic.yml)")
+    purge.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    erase = psub.add_parser("erase", help="remove one conversation's data everywhere")
+    erase.add_argument("conversation_id")
+    export = psub.add_parser("export", help="one conversation's data as JSON (contact details decrypted)")
+    export.add_argument("conversation_id")
+    export.add_argument("--out", help="file, created 0600 (default: standard output)")
+    rotate = psub.add_parser("rotate-keys", help="re-encrypt everything with the first data key")
+    for p, fn in ((purge, cmd_privacy_purge), (erase, cmd_privacy_erase),
+                  (export, cmd_privacy_export), (rotate, cmd_privacy_rotate)):
+        p.add_argument("--by", help="who runs it, for the audit log (default: cli:<user>)")
+        p.set_defaults(func=fn)
+    psub.add_parser("new-key", help="print a new Fernet key for MESOCARE_DATA_KEYS").set_defaults(
+        func=cmd_privacy_new_key)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,7 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     ob = sub.add_parser("outbox", help="escalations queued while the DB was down")
     obsub = ob.add_subparsers(dest="cmd", required=True)
     obsub.add_parser("flush", help="deliver queued items now").set_defaults(func=cmd_outbox_flush)
-    obsub.add_parser("list", help="show queued items (JSON)").set_defaults(func=cmd_outbox_list)
+    oblist = obsub.add_parser("list", help="show queued items (JSON, decrypted)")
+    oblist.add_argument("--failed", action="store_true", help="the items set aside in failed/")
+    oblist.set_defaults(func=cmd_outbox_list)
+
+    _privacy_parser(sub)
 
     for module_name in PLUGIN_MODULES:
         try:
@@ -203,8 +283,11 @@ def _filters(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mesocare.crypto import DataKeysMissing, Undecryptable
     from mesocare.escalations import EscalationNotFound, InvalidChange
+    from mesocare.privacy import RetentionNotSet
 
+    logscrub.install()  # no patient data in any log line (the staff app and the demo site run from here)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -214,6 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidChange as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except (DataKeysMissing, Undecryptable, RetentionNotSet) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
 
 
 if __name__ == "__main__":

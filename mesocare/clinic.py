@@ -1,4 +1,4 @@
-"""Clinic configuration (phone numbers, opening hours) from data/clinic.yml."""
+"""Clinic configuration (phone numbers, opening hours, how long patient data is kept) from data/clinic.yml."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ class Clinic:
     email: str
     timezone: str
     hours: dict[int, tuple[time, time]] = field(default_factory=dict)  # weekday -> (open, close)
+    retention_days: int | None = None  # patient data older than this is purged (None: not set)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -75,6 +76,16 @@ def _parse_time(text: str) -> time:
     return time(int(hh), int(mm))
 
 
+def retention_days_of(data: dict) -> int | None:
+    """`retention_days` from the clinic config: a whole number of days >= 1, or None when absent."""
+    value = data.get("retention_days")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("retention_days in the clinic config must be a whole number of days >= 1")
+    return value
+
+
 def parse_clinic(data: dict) -> Clinic:
     hours: dict[int, tuple[time, time]] = {}
     for key, span in (data.get("hours") or {}).items():
@@ -87,6 +98,7 @@ def parse_clinic(data: dict) -> Clinic:
         email=str(data.get("clinic_email", "")),
         timezone=str(data.get("timezone", "UTC")),
         hours=hours,
+        retention_days=retention_days_of(data),
     )
 
 

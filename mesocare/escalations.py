@@ -7,17 +7,30 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, text
+from sqlalchemy import case, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from mesocare.db.models import OUTCOMES, PRIORITIES, STATUSES, AuditEntry, Escalation, EscalationNote
+from mesocare import crypto, notify
+from mesocare.db.models import (
+    OUTCOMES,
+    PRIORITIES,
+    STATUSES,
+    AuditEntry,
+    Escalation,
+    EscalationNote,
+    Notification,
+)
 from mesocare.db.models import utcnow as _utcnow
 from mesocare.db.session import session_scope
+from mesocare.settings import get_settings
 
 TRIGGERS = ("red_flag", "triage", "allergy_review", "request_human", "fallback")
 LEVELS = ("E0", "E1", "E2", "E3", "E4")
 BOT_ACTOR = "bot"
+REOPENED_BY_PATIENT = "reopened_by_patient"  # audit action: a patient's new message reopened a case
+CONTACT_FIELDS = ("contact_name", "contact_phone", "contact_email")  # encrypted at rest
+SEARCH_FIELDS = ("conversation_id", *CONTACT_FIELDS, "summary", "reason")
 _RETRIES = 5
 
 
@@ -59,7 +72,8 @@ def _union(old: Iterable[Any] | None, new: Iterable[Any] | None) -> list[Any]:
     return out
 
 
-def _iso(dt: datetime | None) -> str | None:
+def iso(dt: datetime | None) -> str | None:
+    """ISO 8601 text of a stored (naive UTC) time, with its +00:00 offset."""
     if dt is None:
         return None
     if dt.tzinfo is None:
@@ -67,8 +81,11 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat()
 
 
-def to_dict(esc: Escalation, with_notes: bool = False) -> dict[str, Any]:
-    """JSON-serialisable view of an escalation (CLI, staff app)."""
+def to_dict(esc: Escalation, with_notes: bool = False, contact: bool = True) -> dict[str, Any]:
+    """JSON-serialisable view of an escalation (CLI, staff app).
+
+    Contact details are decrypted (needs MESOCARE_DATA_KEYS); `contact=False` leaves them out.
+    """
     data: dict[str, Any] = {
         "id": esc.id,
         "conversation_id": esc.conversation_id,
@@ -82,20 +99,20 @@ def to_dict(esc: Escalation, with_notes: bool = False) -> dict[str, Any]:
         "time_since_treatment": esc.time_since_treatment,
         "summary": esc.summary,
         "trigger_message_ids": list(esc.trigger_message_ids or []),
-        "contact_name": esc.contact_name,
-        "contact_phone": esc.contact_phone,
-        "contact_email": esc.contact_email,
         "status": esc.status,
         "assigned_to": esc.assigned_to,
         "outcome": esc.outcome,
-        "created_at": _iso(esc.created_at),
-        "updated_at": _iso(esc.updated_at),
-        "acknowledged_at": _iso(esc.acknowledged_at),
-        "resolved_at": _iso(esc.resolved_at),
+        "created_at": iso(esc.created_at),
+        "updated_at": iso(esc.updated_at),
+        "acknowledged_at": iso(esc.acknowledged_at),
+        "resolved_at": iso(esc.resolved_at),
     }
+    if contact:
+        crypto.require_keys()
+        data.update({f: crypto.decrypt_text(getattr(esc, f)) for f in CONTACT_FIELDS})
     if with_notes:
         data["notes"] = [
-            {"id": n.id, "author": n.author, "body": n.body, "created_at": _iso(n.created_at)}
+            {"id": n.id, "author": n.author, "body": n.body, "created_at": iso(n.created_at)}
             for n in esc.notes
         ]
     return data
@@ -113,6 +130,14 @@ def _audit(
             detail=detail or {},
         )
     )
+
+
+def audit_in(
+    session: Session, actor: str, action: str, target_type: str | None = None, target_id: Any = None,
+    detail: dict | None = None,
+) -> None:
+    """Record an audit entry inside the caller's transaction."""
+    _audit(session, actor, action, target_type, target_id, detail or {})
 
 
 def audit(
@@ -153,7 +178,9 @@ def create_or_update(
     """Store the escalation for (conversation_id, trigger), or merge into the existing one.
 
     Retries and concurrent duplicates never add a second row; priority is only ever raised.
-    Returns `to_dict(...)` plus `"created": bool`.
+    A resolved case is reopened (and staff notified again) by a new red flag or a new patient
+    message (a message id it has not seen). Returns `to_dict(..., contact=False)` plus `"created"`:
+    storing an escalation never needs the data keys.
     """
     if priority not in PRIORITIES:
         raise InvalidChange(f"unknown priority {priority!r}")
@@ -215,12 +242,15 @@ def _create_or_update_once(
             s.flush()  # raises IntegrityError on a concurrent duplicate
             _audit(s, actor, "escalation.create", "escalation", esc.id,
                    {"trigger": trigger, "priority": esc.priority, "rules": esc.rules})
-            return {**to_dict(esc), "created": True}
+            return {**to_dict(esc, contact=False), "created": True}
+        was_resolved = esc.status == "resolved"
         changes = _merge(esc, f)
         if changes:
             s.flush()
             _audit(s, actor, "escalation.update", "escalation", esc.id, changes)
-        return {**to_dict(esc), "created": False}
+        if was_resolved and esc.status == "open":
+            _reopened_by_patient(s, esc, actor, trigger)
+        return {**to_dict(esc, contact=False), "created": False}
 
 
 def _merge(esc: Escalation, f: dict[str, Any]) -> dict[str, Any]:
@@ -235,6 +265,7 @@ def _merge(esc: Escalation, f: dict[str, Any]) -> dict[str, Any]:
     if new_level != esc.level:
         changes["level"] = [esc.level, new_level]
         esc.level = new_level
+    new_message = bool(set(f["message_ids"]) - set(esc.trigger_message_ids or []))
     for attr, key in (("rules", "rules"), ("symptoms", "symptoms"),
                       ("trigger_message_ids", "message_ids")):
         merged = _union(getattr(esc, attr), f[key])
@@ -250,10 +281,34 @@ def _merge(esc: Escalation, f: dict[str, Any]) -> dict[str, Any]:
     if esc.channel in (None, "unknown") and f["channel"] != "unknown":
         esc.channel = f["channel"]
     material = {"priority", "level", "rules", "symptoms"} & changes.keys()
-    if material and esc.status == "resolved":
+    if (material or new_message) and esc.status == "resolved":
         changes["status"] = ["resolved", "open"]
         esc.status, esc.resolved_at, esc.outcome = "open", None, None
     return changes
+
+
+def _reopened_by_patient(s: Session, esc: Escalation, actor: str, why: str) -> None:
+    """Audit the reopening (no content) and queue the staff notifications again."""
+    esc.status, esc.resolved_at, esc.outcome = "open", None, None
+    _audit(s, actor, REOPENED_BY_PATIENT, "escalation", esc.id, {"why": why})
+    _notify_again(s, esc)
+
+
+def _notify_again(s: Session, esc: Escalation) -> None:
+    """Re-arm the escalation's notification rows (one per channel) as an `escalation.reopened` event.
+
+    Same rule as new cases (notify.enqueue): only emergency and urgent cases notify.
+    """
+    if esc.priority not in notify.NOTIFY_PRIORITIES:
+        return
+    now = _utcnow()
+    payload = {**notify.payload_for(esc), "event": "escalation.reopened"}
+    rows = s.execute(select(Notification).where(Notification.escalation_id == esc.id)).scalars().all()
+    rows += notify.enqueue(s, esc, get_settings(), now)
+    for row in rows:
+        row.payload = dict(payload)
+        row.delivered_at, row.last_error, row.attempts, row.next_attempt_at = None, None, 0, now
+    s.flush()
 
 
 def set_contact(
@@ -266,24 +321,36 @@ def set_contact(
     *,
     url: str | None = None,
 ) -> list[int]:
-    """Store callback details on the conversation's escalation(s); returns the updated ids.
+    """Store callback details (encrypted) on the conversation's escalation(s); returns the updated ids.
 
-    `trigger=None` updates every escalation of the conversation that is not resolved.
+    `trigger=None` updates every escalation of the conversation that is not resolved; when all are
+    resolved, the most recently active one takes the details, so they are never dropped. A detail
+    that differs from the stored one reopens a resolved case (audit "reopened_by_patient") and
+    notifies staff again. Refuses (crypto.DataKeysMissing) without MESOCARE_DATA_KEYS.
     """
+    crypto.require_keys()
+    given = {"contact_name": name, "contact_phone": phone, "contact_email": email}
     with session_scope(url) as s:
         stmt = select(Escalation).where(Escalation.conversation_id == conversation_id)
         if trigger is not None:
             stmt = stmt.where(Escalation.trigger == trigger)
-        else:
-            stmt = stmt.where(Escalation.status != "resolved")
+        rows = s.execute(stmt.order_by(Escalation.id)).scalars().all()
+        if trigger is None:
+            active = [e for e in rows if e.status != "resolved"]
+            latest = max(rows, key=lambda e: (e.updated_at, e.id), default=None)
+            rows = active or ([latest] if latest is not None else [])
         ids: list[int] = []
-        for esc in s.execute(stmt).scalars():
-            esc.contact_name = name or esc.contact_name
-            esc.contact_phone = phone or esc.contact_phone
-            esc.contact_email = email or esc.contact_email
+        for esc in rows:
+            changed = False
+            for attr, value in given.items():
+                if value and value != crypto.decrypt_text(getattr(esc, attr)):
+                    setattr(esc, attr, crypto.encrypt_text(value))
+                    changed = True
             ids.append(esc.id)
             _audit(s, actor, "escalation.contact", "escalation", esc.id,
                    {"phone": bool(phone), "email": bool(email)})
+            if changed and esc.status == "resolved":
+                _reopened_by_patient(s, esc, actor, "contact")
         return ids
 
 
@@ -302,7 +369,10 @@ def list_escalations(
     *,
     url: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Escalations matching the filters: most urgent first, then oldest first."""
+    """Escalations matching the filters: most urgent first, then oldest first.
+
+    `search` also looks into the contact details, which are encrypted: it is matched after decryption.
+    """
     stmt = select(Escalation)
     if status:
         stmt = stmt.where(Escalation.status == status)
@@ -314,14 +384,13 @@ def list_escalations(
         stmt = stmt.where(Escalation.created_at >= _naive_utc(since))
     if until:
         stmt = stmt.where(Escalation.created_at < _naive_utc(until))
-    if search:
-        like = f"%{search.lower()}%"
-        stmt = stmt.where(or_(*(func.lower(col).like(like) for col in (
-            Escalation.conversation_id, Escalation.contact_name, Escalation.contact_phone,
-            Escalation.contact_email, Escalation.summary, Escalation.reason))))
     stmt = stmt.order_by(_priority_order(), Escalation.created_at, Escalation.id)
     with session_scope(url) as s:
-        return [to_dict(e) for e in s.execute(stmt).scalars()]
+        rows = [to_dict(e) for e in s.execute(stmt).scalars()]
+    if search:
+        needle = search.lower()
+        rows = [r for r in rows if any(needle in str(r[k] or "").lower() for k in SEARCH_FIELDS)]
+    return rows
 
 
 def _naive_utc(dt: datetime) -> datetime:
@@ -406,15 +475,16 @@ def audit_entries(
         stmt = stmt.where(AuditEntry.target_id == str(target_id))
     with session_scope(url) as s:
         return [
-            {"id": a.id, "at": _iso(a.at), "actor": a.actor, "action": a.action,
+            {"id": a.id, "at": iso(a.at), "actor": a.actor, "action": a.action,
              "target_type": a.target_type, "target_id": a.target_id, "detail": a.detail}
             for a in s.execute(stmt).scalars()
         ]
 
 
 __all__ = [
-    "OUTCOMES", "PRIORITIES", "STATUSES", "TRIGGERS", "EscalationNotFound", "InvalidChange",
-    "acknowledge", "add_note", "audit", "audit_entries", "create_or_update", "get",
+    "CONTACT_FIELDS", "OUTCOMES", "PRIORITIES", "REOPENED_BY_PATIENT", "STATUSES", "TRIGGERS",
+    "EscalationNotFound", "InvalidChange",
+    "acknowledge", "add_note", "audit", "audit_entries", "audit_in", "create_or_update", "get",
     "list_escalations", "more_urgent", "priority_rank", "reopen", "resolve", "set_contact",
     "to_dict",
 ]

@@ -11,13 +11,14 @@ from collections.abc import Iterable
 LEVELS = ("E0", "E1", "E2", "E3", "E4")
 RED_FLAG_LEVELS = ("E0", "E1", "E2")  # answered on the same turn by RedFlagPolicy
 EMERGENCY_LEVELS = ("E0", "E1")
+FAIL_CLOSED_LEVEL = "E1"  # when the net fails or a level is unknown: clinic now, and a case for staff
 PRIORITIES = ("emergency", "urgent", "routine")  # most urgent first
 PRIORITY_BY_LEVEL = {"E0": "emergency", "E1": "emergency", "E2": "urgent", "E3": "routine"}
 
 # Slots shared by the policy, the actions and the staff app.
 HANDOFF_SLOT = "handoff_active"
-ASKED_LEVEL_SLOT = "asked_red_flag_level"
-ASKED_RULES_SLOT = "asked_red_flag_rules"
+ASKED_LEVEL_SLOT = "asked_red_flag_level"  # also the name of SafetyNet's entity that fills it
+HAPPENING_NOW_INTENT = "report_happening_now"  # quick reply "This is happening to me now"
 
 
 def level_rank(level: str | None) -> int:

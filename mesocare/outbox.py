@@ -1,7 +1,10 @@
 """Durable local outbox: escalations (and callback details) that could not reach the DB.
 
-One JSON file per item under settings.outbox_dir, written atomically (temp file, fsync, rename).
-`deliver_pending()` replays them with the same idempotent functions and deletes delivered files.
+One JSON file per item under settings.outbox_dir (folder 0700, files 0600), written atomically
+(temp file, fsync, rename); the payload (patient text, contact details) is encrypted with
+MESOCARE_DATA_KEYS (mesocare.crypto). `deliver_pending()` replays the items with the same idempotent
+functions and deletes delivered files. An item the DB rejects (constraint, invalid value) is moved
+to `failed/` and never blocks the items behind it; an unreachable DB keeps everything for a retry.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
-from mesocare import escalations
+from mesocare import crypto, escalations
 from mesocare.db.models import utcnow
 from mesocare.db.session import is_unavailable
 from mesocare.settings import get_settings
@@ -28,6 +31,8 @@ log = logging.getLogger(__name__)
 
 KIND_ESCALATION = "escalation"
 KIND_CONTACT = "contact"
+FAILED_DIR = "failed"
+DIR_MODE, FILE_MODE = 0o700, 0o600
 _RETRY_AFTER_FAILURE_S = 3.0
 _state_lock = threading.Lock()
 _deliver_lock = threading.Lock()
@@ -35,18 +40,29 @@ _last_failure = 0.0
 _thread: threading.Thread | None = None
 
 
+class PoisonItem(ValueError):
+    """An outbox item that can never be stored as it is (bad kind or payload)."""
+
+
 def outbox_dir(directory: Path | str | None = None) -> Path:
     return Path(directory) if directory else get_settings().outbox_dir
 
 
-def enqueue(kind: str, payload: dict[str, Any], directory: Path | str | None = None) -> Path:
-    """Write one item atomically; returns its path. Names sort in creation order."""
-    folder = outbox_dir(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    item = {"id": uuid.uuid4().hex, "kind": kind, "queued_at": utcnow().isoformat(),
-            "payload": payload}
-    name = f"{time.time_ns():020d}-{item['id']}.json"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+def failed_dir(directory: Path | str | None = None) -> Path:
+    """Where items the DB rejected are set aside for a person to look at."""
+    return outbox_dir(directory) / FAILED_DIR
+
+
+def private_dir(folder: Path) -> Path:
+    """Create `folder` (and missing parents) readable by this user only (0700)."""
+    folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    if folder.stat().st_mode & 0o077:
+        os.chmod(folder, DIR_MODE)
+    return folder
+
+
+def _write_atomically(folder: Path, name: str, item: dict[str, Any]) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)  # mode 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(item, fh, ensure_ascii=False, sort_keys=True)
@@ -61,6 +77,19 @@ def enqueue(kind: str, payload: dict[str, Any], directory: Path | str | None = N
     return final
 
 
+def seal(payload: dict[str, Any]) -> str:
+    """The payload as one Fernet token (raises crypto.DataKeysMissing without keys)."""
+    return crypto.encrypt_bytes(json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+
+
+def enqueue(kind: str, payload: dict[str, Any], directory: Path | str | None = None) -> Path:
+    """Write one item atomically, payload encrypted; returns its path. Names sort in creation order."""
+    folder = private_dir(outbox_dir(directory))
+    item = {"id": uuid.uuid4().hex, "kind": kind, "queued_at": utcnow().isoformat(),
+            "sealed": seal(payload)}
+    return _write_atomically(folder, f"{time.time_ns():020d}-{item['id']}.json", item)
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -72,9 +101,9 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def pending(directory: Path | str | None = None) -> list[Path]:
-    """Queued item files, oldest first."""
-    folder = outbox_dir(directory)
+def pending(directory: Path | str | None = None, *, failed: bool = False) -> list[Path]:
+    """Queued item files, oldest first (`failed=True`: the ones set aside in failed/)."""
+    folder = failed_dir(directory) if failed else outbox_dir(directory)
     try:
         return sorted(p for p in folder.iterdir()
                       if p.suffix == ".json" and not p.name.startswith(".tmp-"))
@@ -82,26 +111,80 @@ def pending(directory: Path | str | None = None) -> list[Path]:
         return []
 
 
-def read_item(path: Path) -> dict[str, Any]:
+def read_raw(path: Path) -> dict[str, Any]:
+    """The item file as stored (payload still encrypted)."""
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def open_item(raw: dict[str, Any]) -> dict[str, Any]:
+    """A stored item with its payload decrypted (files from before encryption are read as they are)."""
+    item = {k: v for k, v in raw.items() if k != "sealed"}
+    if "sealed" in raw:
+        item["payload"] = json.loads(crypto.decrypt_bytes(raw["sealed"]).decode("utf-8"))
+    return item
+
+
+def read_item(path: Path) -> dict[str, Any]:
+    """One item with its payload decrypted (needs MESOCARE_DATA_KEYS)."""
+    return open_item(read_raw(path))
+
+
+def reseal(path: Path) -> None:
+    """Re-encrypt one item file with the first key (key rotation; a plain old item gets encrypted)."""
+    item = read_item(path)
+    payload = item.pop("payload")
+    _write_atomically(path.parent, path.name, {**item, "sealed": seal(payload)})
+
+
 def _apply(item: dict[str, Any], url: str | None) -> None:
-    payload = dict(item["payload"])
-    if item["kind"] == KIND_ESCALATION:
-        if payload.get("created_at"):
-            payload["created_at"] = datetime.fromisoformat(payload["created_at"])
-        escalations.create_or_update(**payload, url=url)
-    elif item["kind"] == KIND_CONTACT:
-        escalations.set_contact(**payload, url=url)
-    else:
-        raise ValueError(f"unknown outbox item kind {item['kind']!r}")
+    payload = item.get("payload")
+    if not isinstance(payload, dict):
+        raise PoisonItem("payload is not an object")
+    payload = dict(payload)
+    try:
+        if item.get("kind") == KIND_ESCALATION:
+            if payload.get("created_at"):
+                payload["created_at"] = datetime.fromisoformat(payload["created_at"])
+            escalations.create_or_update(**payload, url=url)
+        elif item.get("kind") == KIND_CONTACT:
+            _apply_contact(payload, url)
+        else:
+            raise PoisonItem("unknown item kind")
+    except (TypeError, ValueError, escalations.InvalidChange) as exc:
+        raise PoisonItem(type(exc).__name__) from exc
+
+
+def _apply_contact(payload: dict[str, Any], url: str | None) -> None:
+    """set_contact; with no escalation to attach it to, it becomes a callback request (never dropped)."""
+    if escalations.set_contact(**payload, url=url):
+        return
+    escalations.create_or_update(payload["conversation_id"], "request_human", "routine",
+                                 "request_human", url=url)
+    escalations.set_contact(**payload, url=url)
+
+
+def rejected(exc: SQLAlchemyError) -> bool:
+    """True when the DB refused this item itself (constraint, bad value), not when it is unreachable."""
+    if isinstance(exc, (IntegrityError, DataError)):
+        return True
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+
+
+def _set_aside(path: Path, directory: Path | str | None, why: str) -> None:
+    """Move a poison item to failed/ with a log line that names the file and error type only."""
+    target = private_dir(failed_dir(directory)) / path.name
+    os.replace(path, target)
+    _fsync_dir(target.parent)
+    log.error("outbox item %s rejected (%s): moved to %s/ for review; later items go on",
+              path.name, why, FAILED_DIR)
 
 
 def deliver_pending(directory: Path | str | None = None, *, url: str | None = None) -> int:
     """Replay queued items into the DB (idempotently); returns how many were delivered.
 
-    Stops at the first item the DB cannot take (it stays queued, order is kept).
+    Stops at the first item that meets an unreachable DB (it stays queued, order is kept); an item
+    the DB rejects is set aside in failed/ and delivery goes on with the next one. Log lines carry
+    file names and error types only, never patient data.
     """
     global _last_failure
     files = pending(directory)
@@ -114,18 +197,30 @@ def deliver_pending(directory: Path | str | None = None, *, url: str | None = No
                 item = read_item(path)
             except FileNotFoundError:
                 continue  # delivered by another process
-            except (OSError, ValueError):
-                log.exception("unreadable outbox item %s (left in place)", path)
+            except crypto.DataKeysMissing as exc:
+                log.error("outbox items stay queued: %s", exc)
+                break
+            except (OSError, ValueError, crypto.Undecryptable) as exc:
+                _set_aside(path, directory, f"unreadable: {type(exc).__name__}")
                 continue
             try:
                 _apply(item, url)
             except SQLAlchemyError as exc:
+                if rejected(exc) and not is_unavailable(exc):
+                    _set_aside(path, directory, type(exc).__name__)
+                    continue
                 with _state_lock:
                     _last_failure = time.monotonic()
                 if is_unavailable(exc):
                     log.warning("escalation DB unavailable, %s stays queued", path.name)
                 else:
-                    log.exception("outbox item %s could not be stored", path.name)
+                    log.error("outbox item %s stays queued (%s)", path.name, type(exc).__name__)
+                break
+            except PoisonItem as exc:
+                _set_aside(path, directory, f"invalid item: {exc}")
+                continue
+            except crypto.DataKeysMissing as exc:
+                log.error("outbox items stay queued: %s", exc)
                 break
             path.unlink(missing_ok=True)
             delivered += 1
@@ -154,8 +249,9 @@ def store_escalation(**kwargs: Any) -> tuple[str, Any]:
     try:
         return "db", escalations.create_or_update(**kwargs)
     except SQLAlchemyError as exc:
-        if not is_unavailable(exc):
-            log.exception("escalation could not be stored; queued for a later retry")
+        if not is_unavailable(exc):  # no traceback: SQL parameters may hold patient text
+            log.error("escalation could not be stored (%s); queued for a later retry",
+                      type(exc).__name__)
         payload = dict(kwargs)
         payload.pop("url", None)
         if isinstance(payload.get("created_at"), datetime):

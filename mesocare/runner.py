@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesocare.settings import ROOT, VAR
+from mesocare.settings import ACTION_SECRET, ACTION_SECRET_HEADER, DATA_KEYS, ROOT, SECRETS, VAR, configured
 
 BIN = Path(sys.executable).parent
 
@@ -44,10 +44,13 @@ def free_ports() -> Ports:
 
 
 def write_endpoints(path: Path, actions_port: int, tracker_db: Path) -> Path:
-    """Write a Rasa endpoints file: local action server, SQLite tracker store."""
+    """Write a Rasa endpoints file: local action server (Rasa sends it the shared secret, which Rasa
+    substitutes from its environment), SQLite tracker store."""
     path.write_text(
         "action_endpoint:\n"
         f'  url: "http://127.0.0.1:{actions_port}/webhook"\n'
+        "  headers:\n"
+        f"    {ACTION_SECRET_HEADER}: ${{{ACTION_SECRET}}}\n"
         "tracker_store:\n"
         "  type: SQL\n"
         '  dialect: "sqlite"\n'
@@ -78,20 +81,24 @@ class Stack:
     with_web: bool = True
 
     def __post_init__(self) -> None:
-        p, token = self.ports, self.env["MESOCARE_RASA_TOKEN"]
-        rasa, mesocare = str(BIN / "rasa"), str(BIN / "mesocare")
+        p = self.ports
+        # The children read their secrets and CORS origins (the demo site's port) from this environment.
+        self.env["MESOCARE_SITE_PORT"] = str(p.site)
+        python, mesocare = str(BIN / "python"), str(BIN / "mesocare")
         self.services = [
             Service(
                 "actions",
-                [rasa, "run", "actions", "--actions", "actions", "--port", str(p.actions)],
+                [python, "-m", "mesocare.action_server", "--port", str(p.actions)],
                 f"http://127.0.0.1:{p.actions}/health",
             ),
             Service(
-                "rasa",
+                "rasa",  # `rasa run` + JWT secret and CORS origins from the environment
                 [
-                    rasa, "run", "--model", str(self.model), "--endpoints", str(self.endpoints),
-                    "--credentials", str(ROOT / "credentials.yml"), "--port", str(p.rasa),
-                    "--enable-api", "--auth-token", token, "--cors", "*",
+                    python, "-m", "mesocare.rasa_server", "--model", str(self.model),
+                    "--endpoints", str(self.endpoints), "--credentials", str(ROOT / "credentials.yml"),
+                    "--interface", "127.0.0.1", "--port", str(p.rasa), "--enable-api",
+                    # log scrubbing: no patient data in the logs (mesocare/logscrub.py)
+                    "--logging-config-file", str(ROOT / "config" / "logging.yml"),
                 ],
                 f"http://127.0.0.1:{p.rasa}/",
             ),
@@ -191,8 +198,7 @@ def isolated_stack(
         "MESOCARE_TRACKER_DB_URL": f"sqlite:///{base / 'tracker.db'}",
         "MESOCARE_OUTBOX_DIR": str(base / "outbox"),
         "MESOCARE_RASA_URL": f"http://127.0.0.1:{ports.rasa}",
-        "MESOCARE_RASA_TOKEN": secrets.token_hex(16),
-        "MESOCARE_SECRET_KEY": secrets.token_hex(16),
+        **new_secrets(),
     }
     upgrade = [str(BIN / "mesocare"), "db", "upgrade"]
     subprocess.run(upgrade, env={**os.environ, **env}, check=True, timeout=120)
@@ -201,25 +207,57 @@ def isolated_stack(
 
 
 def default_env() -> dict[str, str]:
-    """The MesoCare settings every process gets (defaults suit `make run`)."""
+    """The MesoCare settings every process gets (defaults suit `make run`; secrets from var/secrets/)."""
     keys = {
         "MESOCARE_DB_URL": f"sqlite:///{VAR}/mesocare.db",
         "MESOCARE_TRACKER_DB_URL": f"sqlite:///{VAR}/tracker.db",
         "MESOCARE_OUTBOX_DIR": str(VAR / "outbox"),
         "MESOCARE_RASA_URL": "http://127.0.0.1:5005",
-        "MESOCARE_RASA_TOKEN": os.environ.get("MESOCARE_RASA_TOKEN") or _local_token(),
     }
-    return {k: os.environ.get(k, v) for k, v in keys.items()}
+    return {**{k: configured(k) or v for k, v in keys.items()}, **local_secrets()}
 
 
-def _local_token() -> str:
-    """A per-machine random token for Rasa's HTTP API, kept under var/."""
-    path = VAR / "rasa-token"
-    if not path.exists():
-        VAR.mkdir(parents=True, exist_ok=True)
-        path.write_text(os.urandom(24).hex())
-        path.chmod(0o600)
-    return path.read_text().strip()
+def new_secret(name: str) -> str:
+    """A fresh random value for the secret `name` (a Fernet key for the data keys)."""
+    if name == DATA_KEYS:
+        from mesocare.crypto import new_key
+
+        return new_key()
+    return secrets.token_urlsafe(32)
+
+
+def new_secrets() -> dict[str, str]:
+    """Fresh random values for every secret (private stacks, tests)."""
+    return {name: new_secret(name) for name in SECRETS}
+
+
+def local_secrets(var_dir: Path | None = None) -> dict[str, str]:
+    """Every secret: from the environment when set there, else from var/secrets/<NAME>, created on first
+    use (folder 0700, files 0600, written with those modes from the start)."""
+    folder = (var_dir or VAR) / "secrets"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    legacy = folder.parent / "rasa-token"  # the old API token; Rasa's API now takes a JWT
+    legacy.unlink(missing_ok=True)
+    values = {}
+    for name in SECRETS:
+        values[name] = configured(name) or _stored_secret(folder / name, name)
+    return values
+
+
+def _stored_secret(path: Path, name: str) -> str:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(new_secret(name) + "\n")
+    path.chmod(0o600)  # also tightens a file someone copied in with wider permissions
+    value = path.read_text().strip()
+    if not value:
+        raise SystemExit(f"error: {path} is empty; delete it and start again to create a new {name}")
+    return value
 
 
 def _ports(value: str) -> Ports:

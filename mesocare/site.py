@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from mesocare.clinic import retention_days_of
 from mesocare.settings import ROOT, Settings, get_settings
 
 WEB = ROOT / "web"
@@ -68,14 +69,19 @@ def load_clinic(path: Path) -> dict[str, Any]:
 
 
 def widget_config(settings: Settings) -> dict[str, Any]:
-    """The widget's site text (web/widget-config.json) with the clinic's numbers filled in."""
+    """The widget's site text (web/widget-config.json) with the clinic's numbers filled in.
+
+    The retention period comes from data/clinic.yml (`retention_days`, the one `privacy purge` uses).
+    """
     raw = json.loads(WIDGET_CONFIG.read_text(encoding="utf-8"))
     clinic = load_clinic(settings.clinic_config)
+    days = retention_days_of(clinic)
+    retention = str(raw.get("retention_text") or "") if days else ""
     values = {
         "emergency_number": str(clinic.get("emergency_number", "")),
         "clinic_phone": str(clinic.get("clinic_phone", "")),
         "clinic_name": str(clinic.get("clinic_name", "")),
-        "retention": str(raw.get("retention_text") or ""),
+        "retention": retention.replace("{retention_days}", str(days)),
     }
     cfg: dict[str, Any] = {}
     for key, value in raw.items():

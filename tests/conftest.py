@@ -36,7 +36,7 @@ class LiveStack:
     db_url: str
     db_name: str
     tracker_db_url: str
-    rasa_token: str
+    rasa_jwt_secret: str
 
     def send(self, sender_id: str, text: str, timeout: float = 60) -> list[dict]:
         """Send one message through Rasa's REST channel; return the bot's replies."""
@@ -63,6 +63,16 @@ class LiveStack:
         )
 
 
+@pytest.fixture(autouse=True)
+def data_key_for_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Contact details are encrypted at rest (mesocare.crypto): a throw-away MESOCARE_DATA_KEYS per test,
+    unless the environment has one. Tests of the refusal without keys remove it themselves."""
+    if not os.environ.get("MESOCARE_DATA_KEYS"):
+        from cryptography.fernet import Fernet
+
+        monkeypatch.setenv("MESOCARE_DATA_KEYS", Fernet.generate_key().decode())
+
+
 @pytest.fixture(scope="session")
 def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     if not MODEL.exists():
@@ -84,7 +94,7 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
                 db_url=db_url,
                 db_name=db_name,
                 tracker_db_url=env["MESOCARE_TRACKER_DB_URL"],
-                rasa_token=env["MESOCARE_RASA_TOKEN"],
+                rasa_jwt_secret=env["MESOCARE_RASA_JWT_SECRET"],
             )
         finally:
             stack.stop()

@@ -335,6 +335,25 @@ async def test_red_flag_escalation_without_net_output_is_emergency(
     assert escalations.list_escalations(url=db_url)[0]["priority"] == "emergency"
 
 
+async def test_red_flag_escalation_after_net_failure_names_the_reason(
+        db_url: str, dispatcher: CollectingDispatcher, domain: dict) -> None:
+    from mesocare.safety.rasa_component import failed_safety
+
+    await escalate.ActionRedFlagEscalation().run(dispatcher, make_tracker("hello", safety=failed_safety()),
+                                                 domain)
+    [row] = escalations.list_escalations(url=db_url)
+    assert (row["priority"], row["level"], row["reason"]) == ("emergency", "E1", "safety_net_error")
+
+
+async def test_happening_now_escalates_at_the_asked_level(
+        db_url: str, dispatcher: CollectingDispatcher, domain: dict) -> None:
+    tracker = make_tracker("/report_happening_now", intent="report_happening_now",
+                           slots={"asked_red_flag_level": "E0"})
+    await escalate.ActionRedFlagEscalation().run(dispatcher, tracker, domain)
+    [row] = escalations.list_escalations(url=db_url)
+    assert (row["priority"], row["level"], row["reason"]) == ("emergency", "E0", "report_happening_now")
+
+
 async def test_request_human_and_submit_contact(db_url: str, dispatcher: CollectingDispatcher,
                                                 domain: dict) -> None:
     events = await escalate.ActionRequestHuman().run(

@@ -19,6 +19,7 @@ from rasa.shared.core.events import ActionExecuted, ActiveLoop, SlotSet, UserUtt
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.training_data.message import Message
 
+from mesocare.levels import ASKED_LEVEL_SLOT, HAPPENING_NOW_INTENT
 from mesocare.safety.build_pipeline import build_nlp
 from mesocare.safety.policy import (
     ESCALATION_ACTION,
@@ -26,6 +27,7 @@ from mesocare.safety.policy import (
     actions_since_last_user,
     decide,
     red_flag_level,
+    turn_transitions,
 )
 from mesocare.safety.rasa_component import SafetyNet
 from mesocare.settings import ROOT
@@ -143,6 +145,21 @@ def test_works_without_spacy_doc(spacy_path: Path, storage, context) -> None:
     assert msg.get("safety")["level"] == "E2"
 
 
+def test_net_failure_fails_closed(tmp_path: Path, storage, context) -> None:
+    """Failure injected for real: no spaCy doc on the message and a pipeline folder that does not exist."""
+    net = SafetyNet.create({"model": str(tmp_path / "missing")}, storage, Resource("broken"), context)
+    safety = net.process([Message.build(text="what is mesolifting?")])[0].get("safety")
+    assert safety["level"] == "E1" and safety["priority"] == "emergency"
+    assert safety["error"] is True and safety["reason"] == "safety_net_error"
+    assert red_flag_level({"safety": safety}) == "E1"  # the policy answers it like any E1
+
+
+def test_net_timeout_fails_closed(spacy_path: Path, storage, context) -> None:
+    net = SafetyNet.create({"model": str(spacy_path), "timeout_s": 1e-6}, storage, Resource("slow"), context)
+    safety = net.process([Message.build(text="my cheek is a bit red " * 400)])[0].get("safety")
+    assert safety["level"] == "E1" and safety["reason"] == "safety_net_error"
+
+
 # ---------------------------------------------------------------- RedFlagPolicy: pure functions
 
 
@@ -174,9 +191,11 @@ def test_actions_since_last_user() -> None:
 # ---------------------------------------------------------------- RedFlagPolicy on real trackers
 
 
-def _user(text: str, level: str | None, intent: str = "report_symptoms") -> UserUttered:
+def _user(text: str, level: str | None, intent: str = "report_symptoms", asked: str | None = None,
+          asked_rules: list[str] | None = None) -> UserUttered:
     parse = {"intent": {"name": intent, "confidence": 0.9},
-             "safety": {"level": level, "priority": None, "rules": []}}
+             "safety": {"level": level, "priority": None, "rules": [], "asked_level": asked,
+                        "asked_rules": asked_rules or []}}
     return UserUttered(text, intent={"name": intent, "confidence": 0.9}, parse_data=parse)
 
 
@@ -236,6 +255,73 @@ def test_handoff_keeps_bot_silent_unless_red_flag(policy, domain) -> None:
 def test_abstains_without_red_flag(policy, domain) -> None:
     t = _tracker(domain, _user("what is mesolifting", None, intent="ask_what_is"))
     assert _predicted(policy, t, domain) is None
+
+
+def test_turn_transitions_from_a_story() -> None:
+    events = [ActionExecuted(ACTION_LISTEN_NAME), UserUttered("allergy test?"),
+              ActionExecuted("utter_ask_allergy_test"), ActionExecuted("allergy_form"),
+              ActionExecuted(ACTION_LISTEN_NAME), UserUttered("risks?"),
+              ActionExecuted("utter_ask_side_effects"), ActionExecuted(ACTION_LISTEN_NAME)]
+    ends, continues = turn_transitions(events)
+    assert ends == {"allergy_form", "utter_ask_side_effects"}
+    assert continues == {"utter_ask_allergy_test"}
+
+
+@pytest.fixture()
+def asking_policy(policy: RedFlagPolicy) -> RedFlagPolicy:
+    policy.turn_enders = {"utter_ask_side_effects", "utter_ask_pain"}
+    return policy
+
+
+def test_risk_question_gets_answer_then_warning_then_listen(asking_policy, domain) -> None:
+    t = _tracker(domain, _user("can it blind you?", None, intent="ask_side_effects", asked="E0",
+                               asked_rules=["R1"]))
+    assert _predicted(asking_policy, t, domain) is None  # the rules answer the question first
+    t.update(ActionExecuted("utter_ask_side_effects"))
+    assert _predicted(asking_policy, t, domain) == "utter_warning_vision"
+    t.update(ActionExecuted("utter_warning_vision"))
+    assert _predicted(asking_policy, t, domain) == ACTION_LISTEN_NAME
+
+
+def test_warning_waits_for_a_form_that_follows_the_answer(asking_policy, domain) -> None:
+    t = _tracker(domain, _user("is the allergy test risky, can I get anaphylaxis?", None,
+                               intent="ask_allergy_test", asked="E0", asked_rules=["R3"]),
+                 ActionExecuted("utter_ask_allergy_test"))
+    assert _predicted(asking_policy, t, domain) is None  # allergy_form follows in the rules
+
+
+def test_risk_question_read_as_report_gets_the_risk_answer(asking_policy, domain) -> None:
+    t = _tracker(domain, _user("does necrosis really happen", None, intent="report_symptoms", asked="E1",
+                               asked_rules=["R8"]))
+    assert _predicted(asking_policy, t, domain) == "utter_ask_side_effects"
+    t.update(ActionExecuted("utter_ask_side_effects"))
+    assert _predicted(asking_policy, t, domain) == "utter_warning_blood_supply"
+
+
+@pytest.mark.parametrize("level", ["E0", "E1", "E2"])
+def test_happening_now_escalates_at_the_topic_level(policy, domain, level: str) -> None:
+    t = _tracker(domain, SlotSet(ASKED_LEVEL_SLOT, level), _user("/report_happening_now", None,
+                                                                 intent=HAPPENING_NOW_INTENT))
+    utter = f"utter_red_flag_{level.lower()}"
+    assert _predicted(policy, t, domain) == utter
+    t.update(ActionExecuted(utter))
+    assert _predicted(policy, t, domain) == ESCALATION_ACTION
+
+
+def test_happening_now_without_a_topic_is_left_to_the_rules(policy, domain) -> None:
+    t = _tracker(domain, _user("this is happening to me now", None, intent=HAPPENING_NOW_INTENT))
+    assert _predicted(policy, t, domain) is None
+
+
+def test_component_marks_a_risk_question_as_asked(nlu) -> None:
+    msg = nlu("can these injections make you go blind?")
+    safety = msg.get("safety")
+    assert safety["level"] is None and safety["asked_level"] == "E0" and safety["asked_rules"] == ["R1"]
+    assert {"entity": ASKED_LEVEL_SLOT, "value": "E0"}.items() <= next(
+        e for e in msg.get("entities") if e["entity"] == ASKED_LEVEL_SLOT).items()
+    reported = nlu("could it blind me? my vision has been blurry since this morning").get("safety")
+    assert reported["level"] == "E0"
+    assert not any(e["entity"] == ASKED_LEVEL_SLOT for e in nlu("my vision is blurry").get("entities"))
 
 
 def test_beats_rule_policy_form_loop(policy, domain) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,11 @@ def settings(tmp_path: Path) -> Settings:
     clinic = tmp_path / "clinic.yml"
     clinic.write_text(
         yaml.safe_dump(
-            {"clinic_name": "Test Clinic", "clinic_phone": "020 7946 0123", "emergency_number": "112"}
+            {"clinic_name": "Test Clinic", "clinic_phone": "020 7946 0123", "emergency_number": "112",
+             "retention_days": 30}
         )
     )
-    return replace(Settings(), rasa_url="http://127.0.0.1:5999", clinic_config=clinic)
+    return Settings(rasa_url="http://127.0.0.1:5999", clinic_config=clinic)
 
 
 @pytest.fixture()
@@ -93,7 +93,7 @@ def test_widget_config_fills_clinic_numbers_and_retention(client: TestClient) ->
     assert "call 112" in cfg["emergency_notice"]
     assert "not for emergencies" in cfg["emergency_notice"]
     assert cfg["phone_numbers"] == ["020 7946 0123", "112"]
-    assert raw["retention_text"].strip() in cfg["privacy_notice"]
+    assert raw["retention_text"].strip().replace("{retention_days}", "30") in cfg["privacy_notice"]
     for key, value in cfg.items():
         assert not (isinstance(value, str) and "{" in value), key
     assert re.search(cfg["emergency_text_pattern"], "Please call 112 now")

@@ -7,10 +7,12 @@ import asyncio
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import jwt
 import pytest
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
@@ -23,6 +25,8 @@ from mesocare.staff.app import create_app
 from mesocare.staff.auth import create_user
 
 PASSWORD = "correct horse battery"
+JWT_SECRET = "jwt-test-secret-of-at-least-32-chars"
+SECRET_KEY = "staff-app-test-secret-key"
 XSS = "<script>alert(1)</script> my eye is blurry"
 PUBLIC_PATHS = {"/login", "/healthz"}
 
@@ -44,10 +48,12 @@ class FakeRasa(BaseHTTPRequestHandler):
     """Records POST /conversations/<id>/execute calls (stand-in for Rasa's HTTP API)."""
 
     calls: list[tuple[str, dict, str]] = []
+    auth: list[str] = []  # the Authorization header of each call
 
     def do_POST(self) -> None:  # noqa: N802 - http.server API
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FakeRasa.calls.append((self.path, body, self.headers.get("Content-Type", "")))
+        FakeRasa.auth.append(self.headers.get("Authorization", ""))
         out = json.dumps({"tracker": {}, "messages": []}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -61,7 +67,7 @@ class FakeRasa(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_rasa() -> Iterator[str]:
-    FakeRasa.calls = []
+    FakeRasa.calls, FakeRasa.auth = [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeRasa)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -100,7 +106,7 @@ def env(tmp_path: Path, fake_rasa: str) -> dict:
     tracker_path = tmp_path / "tracker.db"
     write_tracker(tracker_path, "conv-red")
     settings = Settings(db_url=db_url, tracker_db_url=f"sqlite:///{tracker_path}",
-                        rasa_url=fake_rasa, rasa_token="tok-123", secret_key="test-secret")
+                        rasa_url=fake_rasa, rasa_jwt_secret=JWT_SECRET, secret_key=SECRET_KEY)
     clock = Clock()
     app = create_app(settings, clock=clock, notify_interval=None)
     return {"app": app, "settings": settings, "clock": clock, "db_url": db_url,
@@ -162,7 +168,7 @@ def test_every_route_needs_login_except_login_and_healthz(env: dict, anon: TestC
         assert isinstance(route, Route)
         if route.path in PUBLIC_PATHS:
             continue
-        path = route.path.replace("{case_id:int}", "1")
+        path = re.sub(r"\{\w+:int\}", "1", route.path)
         for method in sorted(route.methods - {"HEAD"}):
             resp = anon.request(method, path)
             checked += 1
@@ -375,7 +381,11 @@ def test_reply_stores_message_then_joins_and_relays(env: dict, staff: TestClient
     paths = [(p.split("?")[0], b["name"]) for p, b, _ in FakeRasa.calls]
     assert paths == [("/conversations/conv-red/execute", "action_staff_join"),
                      ("/conversations/conv-red/execute", "action_staff_relay")]
-    assert all("token=tok-123" in p and "output_channel=latest" in p for p, _, _ in FakeRasa.calls)
+    assert all("token" not in p and "output_channel=latest" in p for p, _, _ in FakeRasa.calls)
+    assert len(FakeRasa.auth) == 2 and all(a.startswith("Bearer ") for a in FakeRasa.auth)
+    for header in FakeRasa.auth:  # Rasa's API checks this signature (HS256) and role admin
+        claims = jwt.decode(header.removeprefix("Bearer "), JWT_SECRET, algorithms=["HS256"])
+        assert claims["user"]["role"] == "admin" and claims["exp"] - time.time() <= 60
 
 
 def test_reply_during_handoff_only_relays_and_handback_leaves(env: dict, staff: TestClient) -> None:

@@ -47,9 +47,10 @@ class Escalation(Base):
     time_since_treatment = Column(String(64))
     summary = Column(Text)
     trigger_message_ids = Column(JSON, nullable=False, default=list)
-    contact_name = Column(String(255))
-    contact_phone = Column(String(64))
-    contact_email = Column(String(255))
+    # Encrypted at rest (mesocare.crypto, Fernet tokens): read and write through mesocare.escalations.
+    contact_name = Column(Text)
+    contact_phone = Column(Text)
+    contact_email = Column(Text)
     status = Column(String(16), nullable=False, default="open", index=True)
     assigned_to = Column(String(64))
     outcome = Column(String(64))
@@ -85,6 +86,23 @@ class StaffUser(Base):
     locked_until = Column(DateTime)
     created_at = Column(DateTime, nullable=False, default=utcnow)
     last_login_at = Column(DateTime)
+
+
+class StaffSession(Base):
+    """A logged-in staff session. The cookie holds a random token; only its SHA-256 is stored here."""
+
+    __tablename__ = "staff_sessions"
+
+    id = Column(String(64), primary_key=True)  # hex SHA-256 of the cookie token, never the token
+    user_id = Column(
+        Integer, ForeignKey("staff_users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    last_seen_at = Column(DateTime, nullable=False, default=utcnow)  # idle timeout counts from here
+    expires_at = Column(DateTime, nullable=False, index=True)  # absolute lifetime
+    revoked_at = Column(DateTime)  # logout, deactivation, password reset
+    user_agent_hash = Column(String(64))  # hex SHA-256 of the User-Agent at login
+    flash = Column(String(500))  # one-shot status message for the next page
 
 
 class AuditEntry(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,20 @@ _engines: dict[str, Engine] = {}
 _factories: dict[str, sessionmaker] = {}
 
 
+def _owner_only(dbapi_conn) -> None:  # noqa: ANN001 - DB-API connection
+    """The SQLite file holds patient data: readable by this user only (0600, also -wal/-shm)."""
+    for _seq, name, path in dbapi_conn.execute("PRAGMA database_list").fetchall():
+        if name == "main" and path:
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    if os.stat(path + suffix).st_mode & 0o077:
+                        os.chmod(path + suffix, 0o600)
+                except OSError:  # not there (yet), or not ours to change
+                    pass
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+    _owner_only(dbapi_conn)
     cur = dbapi_conn.cursor()
     try:
         cur.execute("PRAGMA journal_mode=WAL")
@@ -42,6 +56,7 @@ def make_engine(url: str) -> Engine:
             url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
             future=True,
+            hide_parameters=True,  # SQL errors are logged: never with the values (patient data)
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -54,6 +69,7 @@ def make_engine(url: str) -> Engine:
         pool_pre_ping=True,
         pool_timeout=CONNECT_TIMEOUT_S,
         future=True,
+        hide_parameters=True,
     )
 
 
@@ -117,7 +133,7 @@ def upgrade_head(url: str | None = None) -> None:
 
     url = url or get_settings().db_url
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), "head")
 
 

@@ -7,6 +7,7 @@ and adds symptom / body_area / allergen / time_since / trajectory entities (extr
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
@@ -19,6 +20,7 @@ from rasa.shared.nlu.constants import ENTITIES, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from spacy.tokens import Doc
 
+from mesocare.levels import ASKED_LEVEL_SLOT, FAIL_CLOSED_LEVEL, PRIORITY_BY_LEVEL, RED_FLAG_LEVELS
 from mesocare.safety.build_pipeline import SPANS_KEY
 from mesocare.safety.matcher import (
     CHUNK_CHARS,
@@ -29,6 +31,7 @@ from mesocare.safety.matcher import (
     load_nlp,
     read_doc,
 )
+from mesocare.safety.rules import load_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +39,23 @@ SAFETY = "safety"
 EXTRACTOR = "SafetyNet"
 MAX_ENTITY_CHARS = 5000  # entities are reported for the first part of a huge message; all of it is scanned
 MAX_ENTITIES = 50
+NET_ERROR_REASON = "safety_net_error"
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="safety-net")
 
 
 def empty_safety() -> dict[str, Any]:
     """The payload for a message with nothing to report."""
     return {
-        "level": None, "priority": None, "rules": [], "rule_ids": [], "symptoms": [], "negated": [],
-        "body_areas": [], "allergens": [], "time_since": None, "trajectory": None, "downplayed": False,
+        "level": None, "priority": None, "rules": [], "rule_ids": [], "asked_level": None, "asked_rules": [],
+        "symptoms": [], "negated": [], "not_reported": [], "body_areas": [], "allergens": [],
+        "time_since": None, "trajectory": None, "downplayed": False,
     }
+
+
+def failed_safety() -> dict[str, Any]:
+    """The payload when the net raised or timed out: fail closed (E1 instruction and a staff case)."""
+    return {**empty_safety(), "level": FAIL_CLOSED_LEVEL, "priority": PRIORITY_BY_LEVEL[FAIL_CLOSED_LEVEL],
+            "error": True, "reason": NET_ERROR_REASON}
 
 
 def _entity(kind: str, value: Any, start: int, end: int, **extra: Any) -> dict[str, Any]:
@@ -66,7 +78,11 @@ def entities_for(assessment: Assessment) -> list[dict[str, Any]]:
         out.append(_entity("trajectory", f.trajectory, f.trajectory_span.start_char,
                            f.trajectory_span.end_char, text=f.trajectory_span.text))
     out = [e for e in out if e["end"] <= MAX_ENTITY_CHARS]
-    return _without_overlaps(out)[:MAX_ENTITIES]
+    out = _without_overlaps(out)[:MAX_ENTITIES]
+    if assessment.asked_level in RED_FLAG_LEVELS and assessment.level is None:
+        # Fills the slot read when the patient answers "This is happening to me now".
+        out.append(_entity(ASKED_LEVEL_SLOT, assessment.asked_level, 0, 0))
+    return out
 
 
 def _without_overlaps(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -87,7 +103,8 @@ class SafetyNet(GraphComponent, EntityExtractorMixin):
 
     @staticmethod
     def get_default_config() -> dict[str, Any]:
-        return {"model": "build/spacy/mesocare_en"}
+        # timeout_s: None = thresholds.yml net_timeout_s
+        return {"model": "build/spacy/mesocare_en", "timeout_s": None}
 
     def __init__(self, config: dict[str, Any]) -> None:
         self._config = {**self.get_default_config(), **config}
@@ -116,19 +133,26 @@ class SafetyNet(GraphComponent, EntityExtractorMixin):
         # HTML, a huge message, or a pipeline without our span ruler: clean and scan it all in chunks.
         return assess_text(load_nlp(self._config["model"]), text)
 
+    def _timeout(self) -> float:
+        configured = self._config.get("timeout_s")
+        return float(configured if configured is not None else load_thresholds()["net_timeout_s"])
+
     def process(self, messages: list[Message]) -> list[Message]:
-        """Annotate every message; never raises (a failure is logged and reported as an error)."""
+        """Annotate every message; never raises. If the net fails or times out, the message fails closed:
+        level E1 (clinic now), reason safety_net_error: the patient is told to call, staff get a case."""
         for message in messages:
             try:
                 if not (message.get(TEXT) or "").strip():
                     safety, new_entities = empty_safety(), []
                 else:
-                    assessment = self._assess(message)
+                    assessment = _POOL.submit(self._assess, message).result(timeout=self._timeout())
                     safety = assessment.as_dict()
                     new_entities = self.add_extractor_name(entities_for(assessment))
-            except Exception:  # noqa: BLE001 - the net must never break message handling
-                logger.exception("SafetyNet failed on a message")
-                safety, new_entities = {**empty_safety(), "error": True}, []
+            except Exception as err:  # noqa: BLE001 - the net must never fail open
+                # Type only: an exception message may quote the patient's text.
+                logger.error("SafetyNet failed on a message (%s): failing closed at %s",
+                             type(err).__name__, FAIL_CLOSED_LEVEL)
+                safety, new_entities = failed_safety(), []
             message.set(SAFETY, safety, add_to_output=True)
             message.set(ENTITIES, (message.get(ENTITIES) or []) + new_entities, add_to_output=True)
             if safety.get("level"):

@@ -10,13 +10,20 @@ from typing import Any
 import yaml
 
 from mesocare.levels import PRIORITY_BY_LEVEL, level_rank
-from mesocare.safety.schema import SafetyDataError, check_lexicon, check_red_flags, check_thresholds
+from mesocare.safety.schema import (
+    SafetyDataError,
+    check_asked_topics,
+    check_lexicon,
+    check_red_flags,
+    check_thresholds,
+)
 from mesocare.settings import ROOT
 
 SAFETY_DIR = ROOT / "data" / "safety"
 LEXICON_PATH = SAFETY_DIR / "lexicon.yml"
 RED_FLAGS_PATH = SAFETY_DIR / "red_flags.yml"
 THRESHOLDS_PATH = SAFETY_DIR / "thresholds.yml"
+ASKED_TOPICS_PATH = SAFETY_DIR / "asked_topics.yml"
 
 LEVELS = tuple(PRIORITY_BY_LEVEL)  # the levels a red-flag rule can carry (E4 is "no escalation")
 TRAJECTORIES = ("worse", "better", "same")
@@ -46,6 +53,17 @@ def load_thresholds(path: Path = THRESHOLDS_PATH) -> dict[str, Any]:
     """Clinical thresholds: fever, negated trajectories, the net's time limit, the semantic net."""
     with open(path, encoding="utf-8") as fh:
         return check_thresholds(yaml.safe_load(fh), str(path))
+
+
+@lru_cache(maxsize=2)
+def load_asked_topics(path: Path = ASKED_TOPICS_PATH) -> dict[str, Any]:
+    """Which warning line (domain response) answers a question about which red-flag row."""
+    with open(path, encoding="utf-8") as fh:
+        data = check_asked_topics(yaml.safe_load(fh), str(path))
+    missing = set(ROWS) - set(data["warnings"])
+    if missing:
+        raise SafetyDataError(f"{path}: warnings has no line for {sorted(missing)}")
+    return data
 
 
 @dataclass(frozen=True)

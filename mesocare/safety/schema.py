@@ -190,6 +190,13 @@ class Exemplars(_Strict):
     not_red_flags: Phrases
 
 
+class AskedTopics(_Strict):
+    table_version: int
+    status: StrictStr = ""
+    warnings: Dict[StrictStr, StrictStr]  # noqa: UP006
+    answer_for_misread_report: StrictStr
+
+
 def _check(model: type[BaseModel], data: Any, where: str) -> dict[str, Any]:
     """Validate `data` against `model`; raise SafetyDataError naming every bad field path."""
     try:
@@ -221,3 +228,7 @@ def check_expected(data: Any, where: str) -> dict[str, Any]:
 
 def check_exemplars(data: Any, where: str) -> dict[str, Any]:
     return _check(Exemplars, data, where)
+
+
+def check_asked_topics(data: Any, where: str) -> dict[str, Any]:
+    return _check(AskedTopics, data, where)

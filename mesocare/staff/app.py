@@ -1,4 +1,5 @@
-"""Staff web app (Starlette, server-rendered): login, inbox, case page, audit log, patient replies."""
+"""Staff web app (Starlette, server-rendered): login, inbox, case page, patient replies, and admin pages
+(audit log, accounts). Sessions are server-side rows (mesocare/staff/sessions.py) behind a random cookie."""
 
 from __future__ import annotations
 
@@ -13,10 +14,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import requests
+from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -24,18 +24,24 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from mesocare import escalations, notify, transcripts
-from mesocare.db.models import OUTCOMES, PRIORITIES, STATUSES
+from mesocare.db.models import OUTCOMES, PRIORITIES, STATUSES, StaffUser
 from mesocare.db.session import session_scope
-from mesocare.settings import Settings, get_settings
-from mesocare.staff import auth, messages
+from mesocare.settings import MissingSecretError, Settings, get_settings
+from mesocare.staff import auth, messages, privacy_views
 from mesocare.staff.guard import (
+    client_ip,
     csrf_token,
     csrf_valid,
     current_user,
     end_session,
     login_required,
+    pop_flash,
+    require_admin,
+    set_flash,
+    set_login_cookie,
     start_session,
 )
+from mesocare.staff.sessions import naive_utc
 
 HERE = Path(__file__).resolve().parent
 HANDOFF_SLOT = "handoff_active"
@@ -45,6 +51,7 @@ OUTCOME_LABELS = {
     "sent_to_emergency_care": "Sent to emergency care",
     "no_action_needed": "No action needed",
 }
+MIN_SECRET_KEY_CHARS = 16
 log = logging.getLogger(__name__)
 
 
@@ -55,9 +62,12 @@ def _settings(request: Request) -> Settings:
 
 def _render(request: Request, name: str, ctx: dict[str, Any], status_code: int = 200) -> Response:
     user = getattr(request.state, "user", None)
-    ctx = {"user": user, "csrf": csrf_token(request), **ctx}
+    token, login_cookie = csrf_token(request)
+    ctx = {"user": user, "csrf": token, **ctx}
     resp = request.app.state.templates.TemplateResponse(request, name, ctx, status_code=status_code)
     resp.headers["Cache-Control"] = "no-store"
+    if login_cookie:
+        set_login_cookie(request, resp, login_cookie)
     return resp
 
 
@@ -127,10 +137,11 @@ def _case_or_404(request: Request) -> dict[str, Any] | Response:
         return _render(request, "error.html", {"status": 404, "message": "No such case."}, 404)
 
 
-def _back(case_id: int, flash: str | None = None, request: Request | None = None) -> Response:
-    if flash and request is not None:
-        request.session["flash"] = flash
-    return RedirectResponse(f"/cases/{case_id}", status_code=303)
+async def _redirect(request: Request, path: str, flash: str | None = None) -> Response:
+    """303 to `path`, with a one-shot message kept in the session row."""
+    if flash:
+        await run_in_threadpool(set_flash, request, flash)
+    return RedirectResponse(path, status_code=303)
 
 
 # ---------- public ----------
@@ -145,7 +156,7 @@ def _safe_next(target: str | None) -> str:
 
 
 async def login_page(request: Request) -> Response:
-    if current_user(request):
+    if await current_user(request):
         return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
     return _render(request, "login.html", {"error": None,
                                           "next": _safe_next(request.query_params.get("next"))})
@@ -156,29 +167,28 @@ async def login_submit(request: Request) -> Response:
         return PlainTextResponse("Forbidden: missing or wrong CSRF token", status_code=403)
     form = await request.form()
     username = str(form.get("username", "")).strip()[:64]
-    password = str(form.get("password", ""))[:1024]
+    password = str(form.get("password", ""))[: auth.MAX_PASSWORD_CHARS]
     nxt = _safe_next(str(form.get("next", "/")))
-    ip = request.client.host if request.client else "unknown"
+    ip = client_ip(request)
     state = request.app.state
-
-    def check() -> tuple[auth.LoginResult, Any]:
-        with session_scope(state.settings.db_url) as db:
-            result = auth.authenticate(db, username, password, ip, state.throttle, state.clock())
-            return result, (result.user.username, result.user.role) if result.user else None
-
-    result, who = await run_in_threadpool(check)
-    if who is None:
+    result = await run_in_threadpool(
+        auth.authenticate, state.settings.db_url, username, password, ip, state.throttle, state.clock()
+    )
+    if result.user is None:
         escalations.audit(username or "-", "login.failed", "staff_user", username,
                           {"ip": ip, "reason": result.error}, url=state.settings.db_url)
+        minutes = int(auth.LOCKOUT.total_seconds() // 60)
         msg = {
-            "locked": "This account is locked for 15 minutes after too many failed logins.",
+            "locked": f"This account is locked for {minutes} minutes after too many failed logins.",
             "rate_limited": "Too many failed logins from this address. Try again later.",
         }.get(result.error or "", "Wrong username or password.")
         code = 429 if result.error == "rate_limited" else 401
         return _render(request, "login.html", {"error": msg, "next": nxt}, status_code=code)
-    start_session(request, result.user)
-    escalations.audit(who[0], "login", "staff_user", who[0], {"ip": ip}, url=state.settings.db_url)
-    return RedirectResponse(nxt, status_code=303)
+    resp = RedirectResponse(nxt, status_code=303)
+    await run_in_threadpool(start_session, request, resp, result.user.id)
+    who = result.user.username
+    escalations.audit(who, "login", "staff_user", who, {"ip": ip}, url=state.settings.db_url)
+    return resp
 
 
 # ---------- logged in ----------
@@ -186,8 +196,9 @@ async def login_submit(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     escalations.audit(request.state.user.username, "logout", "staff_user",
                       request.state.user.username, {}, url=_settings(request).db_url)
-    end_session(request)
-    return RedirectResponse("/login", status_code=303)
+    resp = RedirectResponse("/login", status_code=303)
+    await run_in_threadpool(end_session, request, resp)
+    return resp
 
 
 @login_required()
@@ -227,7 +238,7 @@ async def case_page(request: Request) -> Response:
         "e": esc, "notes": esc.get("notes", []), "transcript": msgs,
         "triggers": transcripts.mark_triggers(msgs, esc.get("trigger_message_ids")),
         "outcomes": [(o, OUTCOME_LABELS.get(o, o)) for o in OUTCOMES],
-        "handoff": bool(handoff), "flash": request.session.pop("flash", None),
+        "handoff": bool(handoff), "flash": await run_in_threadpool(pop_flash, request),
     })
 
 
@@ -244,7 +255,7 @@ def _change(fn: Callable[[Request, int, Any], Any]) -> Callable[[Request], Any]:
             return _render(request, "error.html", {"status": 404, "message": "No such case."}, 404)
         except (escalations.InvalidChange, ValueError) as exc:
             flash = f"Not done: {exc}"
-        return _back(case_id, flash, request)
+        return await _redirect(request, f"/cases/{case_id}", flash)
 
     return endpoint
 
@@ -279,8 +290,8 @@ def _reply(request: Request, case_id: int, form: Any) -> str:
     joined = transcripts.latest_slot_value(settings.tracker_db_url, cid, HANDOFF_SLOT)
     try:
         if not joined:
-            messages.execute_action(settings.rasa_url, settings.rasa_token, cid, "action_staff_join")
-        messages.execute_action(settings.rasa_url, settings.rasa_token, cid, "action_staff_relay")
+            messages.execute_action(settings.rasa_url, settings.rasa_jwt_secret, cid, "action_staff_join")
+        messages.execute_action(settings.rasa_url, settings.rasa_jwt_secret, cid, "action_staff_relay")
     except requests.RequestException as exc:
         log.warning("could not relay staff message %s: %s", msg_id, exc)
         escalations.audit(user, "escalation.reply", "escalation", case_id,
@@ -296,7 +307,7 @@ def _handback(request: Request, case_id: int, form: Any) -> str:
     settings, user = _settings(request), request.state.user.username
     esc = escalations.get(case_id, with_notes=False, url=settings.db_url)
     try:
-        messages.execute_action(settings.rasa_url, settings.rasa_token, esc["conversation_id"],
+        messages.execute_action(settings.rasa_url, settings.rasa_jwt_secret, esc["conversation_id"],
                                 "action_staff_leave")
     except requests.RequestException as exc:
         return f"Could not reach the assistant ({type(exc).__name__}); try again."
@@ -304,13 +315,96 @@ def _handback(request: Request, case_id: int, form: Any) -> str:
     return "The assistant is back in the conversation."
 
 
-@login_required(role="admin")
+# ---------- admin pages (every handler wrapped in require_admin; routes in ADMIN_ROUTES below) ----------
+@require_admin
 async def audit_page(request: Request) -> Response:
     entries = await run_in_threadpool(
         escalations.audit_entries, None, 500, url=_settings(request).db_url
     )
     _audit(request, "audit.view")
     return _render(request, "audit.html", {"entries": entries})
+
+
+def _now_dt(request: Request) -> datetime:
+    return naive_utc(request.app.state.clock())
+
+
+@require_admin
+async def users_page(request: Request) -> Response:
+    settings = _settings(request)
+    idle = timedelta(minutes=settings.staff_idle_minutes)
+
+    def load() -> list[dict[str, Any]]:
+        with session_scope(settings.db_url) as db:
+            return auth.list_users(db, _now_dt(request), idle)
+
+    users = await run_in_threadpool(load)
+    escalations.audit(request.state.user.username, "staff_user.list", url=settings.db_url)
+    return _render(request, "admin_users.html", {
+        "users": users, "flash": await run_in_threadpool(pop_flash, request),
+        "min_password": auth.MIN_PASSWORD_CHARS,
+    })
+
+
+ACCOUNT_DONE = {"staff_user.deactivate": "deactivated", "staff_user.reactivate": "reactivated",
+                "staff_user.password_reset": "password reset"}
+AccountChange = Callable[[Request, Session, StaffUser, Any], tuple[str, dict[str, Any]]]
+
+
+def _account_change(fn: AccountChange) -> Callable[[Request], Any]:
+    """A POST on an account: run `fn` (-> audit action, detail), audit it, redirect with a message."""
+
+    @require_admin
+    async def endpoint(request: Request) -> Response:
+        form = await request.form()
+        settings, actor = _settings(request), request.state.user.username
+
+        def run() -> str:
+            with session_scope(settings.db_url) as db:
+                user = auth.get_user(db, int(request.path_params["user_id"]))
+                action, detail = fn(request, db, user, form)
+                name = user.username
+            escalations.audit(actor, action, "staff_user", name, detail, url=settings.db_url)
+            return f"{name}: {ACCOUNT_DONE[action]} ({detail.get('sessions_ended', 0)} session(s) ended)."
+
+        try:
+            flash = await run_in_threadpool(run)
+        except auth.AccountError as exc:
+            flash = f"Not done: {exc}"
+        return await _redirect(request, "/admin/users", flash)
+
+    return endpoint
+
+
+def _deactivate(request: Request, db: Session, user: StaffUser, form: Any) -> tuple[str, dict[str, Any]]:
+    if user.id == request.state.user.user_id:
+        raise auth.AccountError("you cannot deactivate your own account")
+    return "staff_user.deactivate", {"sessions_ended": auth.set_active(db, user, False, _now_dt(request))}
+
+
+def _reactivate(request: Request, db: Session, user: StaffUser, form: Any) -> tuple[str, dict[str, Any]]:
+    auth.set_active(db, user, True, _now_dt(request))
+    return "staff_user.reactivate", {}
+
+
+def _password(request: Request, db: Session, user: StaffUser, form: Any) -> tuple[str, dict[str, Any]]:
+    password = str(form.get("password", ""))
+    if password != str(form.get("password2", "")):
+        raise auth.AccountError("the two passwords differ")
+    ended = auth.reset_password(db, user, password, _now_dt(request),
+                                keep_session=request.state.user.session_id)
+    return "staff_user.password_reset", {"sessions_ended": ended}
+
+
+# Admin pages: add new ones here (handlers decorated with @require_admin from mesocare.staff.guard).
+ADMIN_ROUTES = [
+    Route("/audit", audit_page),
+    Route("/admin/users", users_page),
+    Route("/admin/users/{user_id:int}/deactivate", _account_change(_deactivate), methods=["POST"]),
+    Route("/admin/users/{user_id:int}/reactivate", _account_change(_reactivate), methods=["POST"]),
+    Route("/admin/users/{user_id:int}/password", _account_change(_password), methods=["POST"]),
+    *privacy_views.ROUTES,
+]
 
 
 # ---------- app ----------
@@ -330,6 +424,7 @@ def create_app(
 ) -> Starlette:
     """The staff app. `clock` is injectable for tests; `notify_interval=None` disables the sender."""
     settings = settings or get_settings()
+    _check_secret_key(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -358,23 +453,26 @@ def create_app(
         Route("/cases/{case_id:int}/reopen", _change(_reopen), methods=["POST"]),
         Route("/cases/{case_id:int}/reply", _change(_reply), methods=["POST"]),
         Route("/cases/{case_id:int}/handback", _change(_handback), methods=["POST"]),
-        Route("/audit", audit_page),
+        *ADMIN_ROUTES,
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    middleware = [
-        Middleware(
-            SessionMiddleware, secret_key=settings.secret_key, session_cookie="mesocare_staff",
-            max_age=12 * 3600, same_site="lax", https_only=settings.staff_https,
-        ),
-    ]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     app.state.clock = clock
     app.state.throttle = auth.IpThrottle()
-    app.state.revoked_sessions = set()
     app.state.templates = Jinja2Templates(directory=HERE / "templates")
     app.add_middleware(_SecurityHeaders)
     return app
+
+
+def _check_secret_key(settings: Settings) -> None:
+    """Refuse to start without a real MESOCARE_SECRET_KEY (it binds the CSRF tokens)."""
+    key = settings.secret_key  # raises MissingSecretError (one clear line) when unset
+    if not key or len(key) < MIN_SECRET_KEY_CHARS:
+        raise MissingSecretError(
+            f"error: MESOCARE_SECRET_KEY must have at least {MIN_SECRET_KEY_CHARS} characters; "
+            "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
 
 
 class _SecurityHeaders:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import jwt
 import requests
 from sqlalchemy import select
 
 from mesocare.db.models import StaffMessage, utcnow
 from mesocare.db.session import session_scope
+from mesocare.settings import RASA_JWT_METHOD
 
 RASA_TIMEOUT_S = 15.0
+RASA_JWT_LIFETIME_S = 60
+RASA_API_USER = {"username": "mesocare-staff", "role": "admin"}  # role "admin": any conversation
 
 
 @dataclass
@@ -68,11 +73,20 @@ def history(conversation_id: str, *, url: str | None = None) -> list[dict[str, A
         ]
 
 
-def execute_action(rasa_url: str, token: str, conversation_id: str, action: str) -> dict[str, Any]:
-    """Run a custom action in the conversation (Rasa HTTP API); raises on failure."""
+def rasa_api_headers(jwt_secret: str) -> dict[str, str]:
+    """`Authorization: Bearer <JWT>` for Rasa's HTTP API (MESOCARE_RASA_JWT_SECRET, short-lived)."""
+    if not jwt_secret:
+        raise ValueError("Rasa's HTTP API needs the JWT secret (MESOCARE_RASA_JWT_SECRET)")
+    claims = {"user": RASA_API_USER, "exp": int(time.time()) + RASA_JWT_LIFETIME_S}
+    return {"Authorization": f"Bearer {jwt.encode(claims, jwt_secret, algorithm=RASA_JWT_METHOD)}"}
+
+
+def execute_action(rasa_url: str, jwt_secret: str, conversation_id: str, action: str) -> dict[str, Any]:
+    """Run a custom action in the conversation (Rasa HTTP API, JWT in a header); raises on failure."""
     resp = requests.post(
         f"{rasa_url.rstrip('/')}/conversations/{quote(conversation_id, safe='')}/execute",
-        params={"output_channel": "latest", "token": token},
+        params={"output_channel": "latest"},
+        headers=rasa_api_headers(jwt_secret),
         json={"name": action},
         timeout=RASA_TIMEOUT_S,
     )
