@@ -18,7 +18,8 @@ from mesocare.settings import ROOT
 UNUSED = re.compile(r"The utterance '([^']+)' is not used in any story or rule\.")
 
 
-CODE_THAT_SENDS_RESPONSES = [*sorted((ROOT / "actions").glob("*.py")), ROOT / "mesocare/safety/policy.py"]
+CODE_THAT_SENDS_RESPONSES = [*sorted((ROOT / "actions").glob("*.py")), ROOT / "mesocare/safety/policy.py",
+                             ROOT / "mesocare/input_guard.py"]
 
 
 def responses_sent_outside_stories(domain: dict) -> set[str]:
