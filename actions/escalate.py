@@ -11,17 +11,11 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import db
-from actions.forms import POSITIVE, latest_intent, more_urgent_level, safety_of
+from actions.forms import POSITIVE, more_urgent_level
 from mesocare import outbox
 from mesocare.clinic import load_clinic
-from mesocare.levels import (
-    ASKED_LEVEL_SLOT,
-    FAIL_CLOSED_LEVEL,
-    HAPPENING_NOW_INTENT,
-    LEVELS,
-    RED_FLAG_LEVELS,
-    more_urgent,
-)
+from mesocare.escalation_trigger import red_flag_escalation
+from mesocare.levels import ASKED_LEVEL_SLOT, LEVELS, more_urgent
 from mesocare.levels import PRIORITY_BY_LEVEL as LEVEL_PRIORITY
 
 log = logging.getLogger(__name__)
@@ -76,24 +70,11 @@ class ActionRedFlagEscalation(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[dict[str, Any]]:
-        safety = safety_of(tracker)
-        level = safety.get("level") if safety.get("level") in LEVELS else None
-        reason = safety.get("reason") or "red_flag"
-        if level is None and latest_intent(tracker) == HAPPENING_NOW_INTENT:
-            # "This is happening to me now" under a risk answer: the topic's level (unknown -> E1).
-            asked = tracker.get_slot(ASKED_LEVEL_SLOT)
-            level = asked if asked in RED_FLAG_LEVELS else FAIL_CLOSED_LEVEL
-            reason = HAPPENING_NOW_INTENT
-        # Unknown or missing priority: the most urgent one (never under-triage).
-        priority = more_urgent(safety.get("priority"), LEVEL_PRIORITY.get(level or "")) or "emergency"
-        time_since = (safety.get("time_since") or {}).get("text")
-        store(
-            tracker, trigger="red_flag", priority=priority, reason=reason, level=level,
-            rules=safety.get("rules") or [], symptoms=safety.get("symptoms") or [],
-            time_since=time_since or tracker.get_slot("triage_time_since"),
-            summary=((tracker.latest_message or {}).get("text") or "")[:2000],
-            message_ids=message_id(tracker),
-        )
+        # The same rule as `mesocare worker`, which stores this escalation from the event broker too.
+        store(tracker, **red_flag_escalation(
+            tracker.latest_message, tracker.get_slot(ASKED_LEVEL_SLOT),
+            time_since_fallback=tracker.get_slot("triage_time_since"),
+        ))
         dispatcher.utter_message(response="utter_clinic_alerted")
         events: list[dict[str, Any]] = []
         if tracker.active_loop.get("name"):

@@ -22,6 +22,8 @@ from rasa.nlu.utils.spacy_utils import SpacyNLP
 from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
+from mesocare.encoder import EMOTICON
+
 
 @DefaultV1Recipe.register(
     [DefaultV1Recipe.ComponentType.MODEL_LOADER, DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER],
@@ -91,7 +93,8 @@ def detect_other_language(text: str, min_foreign_words: int = 2) -> str | None:
         return None
     if share < 0.5:
         return "non-latin"
-    words = re.findall(r"[^\W\d_]+", text.lower())
+    # Distinct words, emoticons removed: "hi hi :))" is one (French) stop word, not two, and ":D" no "d".
+    words = set(re.findall(r"[^\W\d_]+", re.sub(EMOTICON, " ", text).lower()))
     english, foreign = _stop_words()
     english_hits = sum(1 for w in words if w in english)
     best_code, best_hits = None, 0

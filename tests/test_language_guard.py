@@ -32,3 +32,20 @@ def test_foreign_messages_are_detected(text: str, language: str) -> None:
 ])
 def test_english_and_undecidable_messages_are_left_alone(text: str) -> None:
     assert detect_other_language(text) is None
+
+
+@pytest.mark.parametrize("text", [
+    "hi hi :))", "hiii :)) hiii", "yo yo :)", "ok ok :)", "heyyy :D heyyy", "hey :P hey",
+])
+def test_a_repeated_greeting_with_an_emoticon_is_english(text: str) -> None:
+    assert detect_other_language(text) is None
+
+
+@pytest.mark.parametrize("text,language", [
+    ("hola hola, tengo dolor en la cara :(", "es"),
+    ("Мені погано, обличчя набрякло :(", "non-latin"),
+    ("Мне плохо 😢😢", "non-latin"),
+    ("je ne sais pas :D", "fr"),
+])
+def test_foreign_messages_with_emoticons_are_still_detected(text: str, language: str) -> None:
+    assert detect_other_language(text) == language

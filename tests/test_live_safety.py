@@ -85,3 +85,37 @@ def test_request_human(live_stack) -> None:
     assert "passed your details" in done
     [row] = escalations_for(live_stack, sender)
     assert row["contact_email"] == "ann@example.com"
+
+
+def test_risk_question_gets_answer_warning_and_quick_reply_then_escalates_on_it(live_stack) -> None:
+    sender = live_stack.new_sender()
+    replies = live_stack.send(sender, "can these injections damage your eyesight?")
+    texts = "\n".join(m.get("text", "") for m in replies)
+    assert "Please call" not in texts  # no emergency instruction for a question
+    [warning] = [m for m in replies
+                 if any(b["payload"] == "/report_happening_now" for b in m.get("buttons") or [])]
+    assert "sight" in warning["text"] and replies[-1] is warning  # the answer first, the warning line last
+    assert len(replies) >= 2
+    time.sleep(2)
+    assert escalations_for(live_stack, sender, wait_s=0) == []
+    now = live_stack.texts(sender, "/report_happening_now")
+    assert "999" in now and "Please call" in now
+    [row] = escalations_for(live_stack, sender)
+    assert (row["priority"], row["level"], row["reason"]) == ("emergency", "E0", "report_happening_now")
+
+
+def test_question_and_report_in_one_message_is_a_report(live_stack) -> None:
+    sender = live_stack.new_sender()
+    reply = live_stack.texts(sender, "could it blind me? my vision has been blurry since this morning")
+    assert "999" in reply
+    [row] = escalations_for(live_stack, sender)
+    assert row["priority"] == "emergency"
+
+
+def test_new_words_for_a_danger_sign_escalate(live_stack) -> None:
+    """Not in the lexicon: the semantic second net raises it."""
+    sender = live_stack.new_sender()
+    reply = live_stack.texts(sender, "the skin next to my nose looks like a map with purple roads on it")
+    assert "Please call the clinic now" in reply
+    [row] = escalations_for(live_stack, sender)
+    assert any(r.startswith("SEM-") for r in row.get("rule_ids") or row["rules"]) or "R5" in row["rules"]

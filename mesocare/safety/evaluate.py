@@ -1,8 +1,10 @@
 """Safety evaluation (`make eval-safety`): run the red-flag net on held-out triage vignettes.
 
-Reports emergency recall, urgent recall (urgent cases predicted urgent OR emergency are caught), routine
-recall, over-triage on normal cases, the rule-of-three upper bound 3/n, and every miss; writes
-results/safety_eval.json; exits 1 if emergency recall < 100% or urgent recall < --min-urgent-recall.
+Runs the whole net (lexicon net, then the semantic second net, which can only raise) and, for comparison,
+the lexicon net alone. Reports emergency recall, urgent recall (urgent cases predicted urgent OR emergency
+are caught), routine recall, over-triage on normal cases, the rule-of-three upper bound 3/n, and every miss;
+writes the JSON given by --out; exits 1 if emergency recall < 100%, urgent recall < --min-urgent-recall or
+over-triage > --max-over-triage (unless --report-only, used for the sealed blind set).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from mesocare.levels import PRIORITY_BY_LEVEL
 from mesocare.safety.matcher import assess_text, load_nlp
 
 RANK = {"normal": 0, "routine": 1, "urgent": 2, "emergency": 3}
@@ -46,14 +49,22 @@ def load_cases(path: Path) -> list[dict[str, Any]]:
     return cases
 
 
-def run_cases(cases: list[dict[str, Any]], model: str) -> list[CaseResult]:
+def run_cases(cases: list[dict[str, Any]], model: str, semantic: bool = True) -> list[CaseResult]:
+    """Every case through the lexicon net and, if `semantic`, the semantic second net."""
+    from mesocare.safety.semantic import combine, load_semantic_net
+
     nlp = load_nlp(model)
+    net = load_semantic_net(nlp) if semantic else None
     out = []
     for c in cases:
-        a = assess_text(nlp, str(c["text"]))
+        text = str(c["text"])
+        safety = assess_text(nlp, text).as_dict()
+        if net is not None:
+            safety = combine(safety, *net.assess(text))
         out.append(CaseResult(
-            id=str(c["id"]), text=str(c["text"]), expected=c["expected"], predicted=a.priority or "normal",
-            level=a.level, rules=a.rule_ids, expected_rule=c.get("rule"),
+            id=str(c["id"]), text=text, expected=c["expected"],
+            predicted=PRIORITY_BY_LEVEL.get(safety["level"] or "", "normal"), level=safety["level"],
+            rules=safety["rule_ids"], expected_rule=c.get("rule"),
         ))
     return out
 
@@ -89,6 +100,12 @@ def summarise(results: list[CaseResult]) -> dict[str, Any]:
     return metrics
 
 
+def _brief(m: dict[str, Any]) -> str:
+    """One line: emergency / urgent recall and over-triage."""
+    return (f"emergency recall {_fmt(m['emergency_recall'])}, urgent recall {_fmt(m['urgent_recall'])}, "
+            f"over-triage {_fmt(m['over_triage_rate'])}")
+
+
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
@@ -122,17 +139,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="build/spacy/mesocare_en")
     parser.add_argument("--out", type=Path, default=Path("results/safety_eval.json"))
     parser.add_argument("--min-urgent-recall", type=float, default=None)
+    parser.add_argument("--max-over-triage", type=float, default=None)
+    parser.add_argument("--lexicon-only", action="store_true", help="without the semantic second net")
+    parser.add_argument("--report-only", action="store_true",
+                        help="print and write the figures, never fail (the sealed blind set)")
     args = parser.parse_args(argv)
 
-    results = run_cases(load_cases(args.cases), args.model)
+    cases = load_cases(args.cases)
+    results = run_cases(cases, args.model, semantic=not args.lexicon_only)
     metrics = summarise(results)
+    lexicon = metrics if args.lexicon_only else summarise(run_cases(cases, args.model, semantic=False))
     print(report(results, metrics))
+    print("lexicon net alone: " + _brief(lexicon) + ("" if args.lexicon_only else
+                                                    "\nlexicon + semantic: " + _brief(metrics)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(
-        {"metrics": metrics, "cases": [asdict(r) | {"under_triaged": r.under_triaged} for r in results]},
+        {"metrics": metrics, "lexicon_only": lexicon,
+         "cases": [asdict(r) | {"under_triaged": r.under_triaged} for r in results]},
         indent=2,
     ))
     print(f"wrote {args.out}")
+    if args.report_only:
+        return 0
     failed = False
     if metrics["emergency_recall"] is not None and metrics["emergency_recall"] < 1.0:
         print("FAIL: emergency recall below 100%")
@@ -140,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.min_urgent_recall is not None and metrics["urgent_recall"] is not None \
             and metrics["urgent_recall"] < args.min_urgent_recall:
         print(f"FAIL: urgent recall below {args.min_urgent_recall:.0%}")
+        failed = True
+    if args.max_over_triage is not None and metrics["over_triage_rate"] is not None \
+            and metrics["over_triage_rate"] > args.max_over_triage:
+        print(f"FAIL: over-triage above {args.max_over_triage:.0%}")
         failed = True
     return 1 if failed else 0
 

@@ -10,6 +10,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
@@ -20,6 +21,7 @@ from rasa.shared.nlu.constants import ENTITIES, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from spacy.tokens import Doc
 
+from mesocare.encoder import SENTENCE_VECTORS
 from mesocare.levels import ASKED_LEVEL_SLOT, FAIL_CLOSED_LEVEL, PRIORITY_BY_LEVEL, RED_FLAG_LEVELS
 from mesocare.safety.build_pipeline import SPANS_KEY
 from mesocare.safety.matcher import (
@@ -32,6 +34,7 @@ from mesocare.safety.matcher import (
     read_doc,
 )
 from mesocare.safety.rules import load_thresholds
+from mesocare.safety.semantic import SemanticNet, combine, load_semantic_net
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +46,21 @@ NET_ERROR_REASON = "safety_net_error"
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="safety-net")
 
 
+def _featurized(message: Message) -> tuple[list[str] | None, np.ndarray | None]:
+    """The sentences and vectors the encoder featurizer already computed for this message, if any."""
+    stored = message.get(SENTENCE_VECTORS)
+    if not stored or not stored.get("sentences"):
+        return None, None
+    sentences = [s for s, _ in stored["sentences"]]
+    return sentences, np.asarray([v for _, v in stored["sentences"]], dtype=np.float32)
+
+
 def empty_safety() -> dict[str, Any]:
     """The payload for a message with nothing to report."""
     return {
         "level": None, "priority": None, "rules": [], "rule_ids": [], "asked_level": None, "asked_rules": [],
         "symptoms": [], "negated": [], "not_reported": [], "body_areas": [], "allergens": [],
-        "time_since": None, "trajectory": None, "downplayed": False,
+        "time_since": None, "trajectory": None, "downplayed": False, "semantic": None,
     }
 
 
@@ -103,11 +115,18 @@ class SafetyNet(GraphComponent, EntityExtractorMixin):
 
     @staticmethod
     def get_default_config() -> dict[str, Any]:
-        # timeout_s: None = thresholds.yml net_timeout_s
-        return {"model": "build/spacy/mesocare_en", "timeout_s": None}
+        # timeout_s: None = thresholds.yml net_timeout_s; semantic: run the semantic second net too
+        return {"model": "build/spacy/mesocare_en", "timeout_s": None, "semantic": True}
 
     def __init__(self, config: dict[str, Any]) -> None:
         self._config = {**self.get_default_config(), **config}
+        self._semantic: SemanticNet | None = None
+        if self._config["semantic"]:
+            try:  # load the encoder and the exemplars now, not on the first patient message
+                self._semantic = load_semantic_net(load_nlp(self._config["model"]))
+            except Exception as err:  # noqa: BLE001 - every message then fails closed (see process)
+                logger.error("SafetyNet: semantic net not loaded (%s); messages will fail closed",
+                             type(err).__name__)
 
     @classmethod
     def create(
@@ -122,6 +141,17 @@ class SafetyNet(GraphComponent, EntityExtractorMixin):
     @staticmethod
     def required_packages() -> list[str]:
         return ["spacy"]
+
+    def _safety(self, message: Message) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The safety payload (lexicon net, raised by the semantic net) and the entities of one message."""
+        assessment = self._assess(message)
+        safety = assessment.as_dict()
+        if self._config["semantic"]:
+            if self._semantic is None:
+                raise RuntimeError("semantic net not loaded")
+            sentences, vectors = _featurized(message)
+            safety = combine(safety, *self._semantic.assess(message.get(TEXT) or "", sentences, vectors))
+        return safety, self.add_extractor_name(entities_for(assessment))
 
     def _assess(self, message: Message) -> Assessment:
         text = message.get(TEXT) or ""
@@ -145,9 +175,7 @@ class SafetyNet(GraphComponent, EntityExtractorMixin):
                 if not (message.get(TEXT) or "").strip():
                     safety, new_entities = empty_safety(), []
                 else:
-                    assessment = _POOL.submit(self._assess, message).result(timeout=self._timeout())
-                    safety = assessment.as_dict()
-                    new_entities = self.add_extractor_name(entities_for(assessment))
+                    safety, new_entities = _POOL.submit(self._safety, message).result(timeout=self._timeout())
             except Exception as err:  # noqa: BLE001 - the net must never fail open
                 # Type only: an exception message may quote the patient's text.
                 logger.error("SafetyNet failed on a message (%s): failing closed at %s",

@@ -144,6 +144,7 @@ class Assertion(_Strict):
     table_version: int
     status: StrictStr = ""
     question_openers: Phrases
+    spoken_punctuation: Dict[StrictStr, StrictStr] = {}  # noqa: UP006
     lead_ins: Phrases = []
     conditional: Phrases
     conditional_exceptions_before: Phrases = []

@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 CHUNK_CHARS = 2000
 _TAG_RE = re.compile(r"<[^<>]{0,300}>")
 _SPACES_RE = re.compile(r"[ \t\u00a0]{2,}")
 
 
+@lru_cache(maxsize=1)
+def _spoken_punctuation() -> re.Pattern[str] | None:
+    from mesocare.safety.assertion import load_assertion
+
+    words = load_assertion()["spoken_punctuation"]
+    if not words:
+        return None
+    return re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b",
+                      re.IGNORECASE)
+
+
 def clean_text(text: str) -> str:
-    """Drop HTML tags and squeeze runs of spaces (spaCy would make a token of "  ", breaking phrases)."""
-    return _SPACES_RE.sub(" ", _TAG_RE.sub(" ", text or ""))
+    """Drop HTML tags, read dictated punctuation ("question mark" -> "?") and squeeze runs of spaces
+    (spaCy would make a token of "  ", breaking phrases)."""
+    out = _SPACES_RE.sub(" ", _TAG_RE.sub(" ", text or ""))
+    spoken = _spoken_punctuation()
+    if spoken is not None and spoken.search(out):
+        from mesocare.safety.assertion import load_assertion
+
+        marks = {k.lower(): v for k, v in load_assertion()["spoken_punctuation"].items()}
+        out = spoken.sub(lambda m: marks[m.group(1).lower()], out)
+    return out
 
 
 
