@@ -18,7 +18,8 @@ from mesocare import logscrub
 from mesocare.db.models import OUTCOMES, PRIORITIES, STATUSES
 
 # Other teams add sub-commands here: each module exposes `register(subparsers)`; missing ones are skipped.
-PLUGIN_MODULES: tuple[str, ...] = ("mesocare.staff.cli", "mesocare.site")
+PLUGIN_MODULES: tuple[str, ...] = ("mesocare.staff.cli", "mesocare.site", "mesocare.staff.insights_cli",
+                                   "mesocare.worker")
 
 EXPORT_FIELDS = (
     "id", "conversation_id", "trigger", "channel", "priority", "level", "reason", "rules", "symptoms",

@@ -23,10 +23,10 @@ from mesocare.db.models import (
 )
 from mesocare.db.models import utcnow as _utcnow
 from mesocare.db.session import session_scope
+from mesocare.levels import more_urgent, most_urgent_level, priority_rank
 from mesocare.settings import get_settings
 
 TRIGGERS = ("red_flag", "triage", "allergy_review", "request_human", "fallback")
-LEVELS = ("E0", "E1", "E2", "E3", "E4")
 BOT_ACTOR = "bot"
 REOPENED_BY_PATIENT = "reopened_by_patient"  # audit action: a patient's new message reopened a case
 CONTACT_FIELDS = ("contact_name", "contact_phone", "contact_email")  # encrypted at rest
@@ -42,26 +42,8 @@ class InvalidChange(ValueError):
     """The requested status change or value is not allowed."""
 
 
-def priority_rank(priority: str | None) -> int:
-    """0 = most urgent; unknown priorities sort last."""
-    return PRIORITIES.index(priority) if priority in PRIORITIES else len(PRIORITIES)
-
-
-def more_urgent(a: str | None, b: str | None) -> str | None:
-    """The more urgent of two priorities (None counts as least urgent)."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a if priority_rank(a) <= priority_rank(b) else b
-
-
 def _more_urgent_level(a: str | None, b: str | None) -> str | None:
-    if a is None or a not in LEVELS:
-        return b if b in LEVELS else a
-    if b is None or b not in LEVELS:
-        return a
-    return a if LEVELS.index(a) <= LEVELS.index(b) else b
+    return most_urgent_level((a, b))
 
 
 def _union(old: Iterable[Any] | None, new: Iterable[Any] | None) -> list[Any]:
@@ -303,8 +285,10 @@ def _notify_again(s: Session, esc: Escalation) -> None:
         return
     now = _utcnow()
     payload = {**notify.payload_for(esc), "event": "escalation.reopened"}
-    rows = s.execute(select(Notification).where(Notification.escalation_id == esc.id)).scalars().all()
+    rows = s.execute(select(Notification).where(Notification.escalation_id == esc.id,
+                                                Notification.kind.in_(notify.CHANNELS))).scalars().all()
     rows += notify.enqueue(s, esc, get_settings(), now)
+    esc.realerted_at = now  # the re-alert period (notify.scan_realerts) counts from the reopening
     for row in rows:
         row.payload = dict(payload)
         row.delivered_at, row.last_error, row.attempts, row.next_attempt_at = None, None, 0, now

@@ -2,6 +2,11 @@
 
 Rows in the Notification outbox are retried with exponential backoff until delivered (at least once).
 Payloads carry no patient message text or contact details: staff open the case in the staff app.
+
+Re-alerts: an emergency (urgent) case still unacknowledged after MESOCARE_REALERT_EMERGENCY_MIN (5)
+(MESOCARE_REALERT_URGENT_MIN, 30) minutes is sent again to the on-call address/webhook, then again every
+such period while it stays unacknowledged; each re-alert is claimed by one atomic UPDATE (so several staff
+processes send it once) and audited as action "realert" (ids, priority and counts only).
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from mesocare.db.models import Escalation, Notification, utcnow
+from mesocare.db.models import AuditEntry, Escalation, Notification, utcnow
 from mesocare.db.session import session_scope
 from mesocare.settings import Settings
 
@@ -30,6 +35,10 @@ BACKOFF_BASE_S = 5.0
 BACKOFF_MAX_S = 15 * 60.0
 LOOKBACK = timedelta(hours=24)  # never notify about old escalations found at start-up
 TIMEOUT_S = 10.0
+CHANNELS = ("webhook", "email")  # kinds of the first notification, to the clinic's usual address
+REALERT_KINDS = {"webhook": "realert_webhook", "email": "realert_email"}  # to the on-call address
+REALERT_ACTION = "realert"  # audit action
+REALERT_ACTOR = "system"
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -55,6 +64,36 @@ def kinds(settings: Settings) -> list[str]:
     if settings.smtp_host and settings.smtp_to:
         out.append("email")
     return out
+
+
+def oncall_webhook(settings: Settings) -> str:
+    return settings.oncall_webhook_url or settings.webhook_url
+
+
+def oncall_email(settings: Settings) -> str:
+    return settings.oncall_email or settings.smtp_to
+
+
+def realert_kinds(settings: Settings) -> list[str]:
+    """Re-alert channels configured in the settings (on-call webhook and/or e-mail)."""
+    out = []
+    if oncall_webhook(settings):
+        out.append(REALERT_KINDS["webhook"])
+    if settings.smtp_host and oncall_email(settings):
+        out.append(REALERT_KINDS["email"])
+    return out
+
+
+def active(settings: Settings) -> bool:
+    """True when any notification or re-alert channel is configured (the staff app then runs its loop)."""
+    return bool(kinds(settings) or realert_kinds(settings))
+
+
+def realert_period(settings: Settings, priority: str | None) -> timedelta | None:
+    """How long a case of `priority` may stay unacknowledged before a re-alert; None: never."""
+    minutes = {"emergency": settings.realert_emergency_min,
+               "urgent": settings.realert_urgent_min}.get(priority or "")
+    return timedelta(minutes=minutes) if minutes and minutes > 0 else None
 
 
 def payload_for(esc: Escalation) -> dict[str, Any]:
@@ -100,7 +139,7 @@ def scan_new(settings: Settings, now: datetime | None = None) -> int:
     if not kinds(settings):
         return 0
     with session_scope(settings.db_url) as s:
-        notified = select(Notification.escalation_id)
+        notified = select(Notification.escalation_id).where(Notification.kind.in_(CHANNELS))
         query = (
             select(Escalation)
             .where(Escalation.priority.in_(NOTIFY_PRIORITIES))
@@ -109,6 +148,65 @@ def scan_new(settings: Settings, now: datetime | None = None) -> int:
             .where(Escalation.id.not_in(notified))
         )
         return sum(len(enqueue(s, esc, settings, now)) for esc in s.execute(query).scalars().all())
+
+
+def _arm(session: Session, esc_id: int, kind: str, payload: dict[str, Any], now: datetime) -> None:
+    """The outbox row (escalation, kind), created or re-armed with `payload`, due at once."""
+    row = session.execute(
+        select(Notification).where(Notification.escalation_id == esc_id, Notification.kind == kind)
+    ).scalar_one_or_none()
+    if row is None:
+        session.add(Notification(escalation_id=esc_id, kind=kind, payload=payload, next_attempt_at=now))
+        return
+    row.payload, row.next_attempt_at = payload, now
+    row.delivered_at, row.last_error, row.attempts = None, None, 0
+
+
+def scan_realerts(settings: Settings, now: datetime | None = None) -> list[int]:
+    """Re-alert the on-call address about open emergency/urgent cases nobody acknowledged in time.
+
+    A case is due when its period (realert_period) has passed since it was created, and since its last
+    re-alert. The conditional UPDATE claims it (only one process wins), so each period sends one re-alert
+    however often and wherever this runs. Returns the ids re-alerted now.
+    """
+    now = now or utcnow()
+    channels = realert_kinds(settings)
+    if not channels:
+        return []
+    done: list[int] = []
+    with session_scope(settings.db_url) as s:
+        for priority in NOTIFY_PRIORITIES:
+            period = realert_period(settings, priority)
+            if period is None:
+                continue
+            cutoff = now - period
+            due = (
+                Escalation.priority == priority, Escalation.status == "open",
+                Escalation.created_at <= cutoff, Escalation.created_at >= now - LOOKBACK,
+                or_(Escalation.realerted_at.is_(None), Escalation.realerted_at <= cutoff),
+            )
+            for esc_id in s.execute(select(Escalation.id).where(*due).order_by(Escalation.id)).scalars():
+                claimed = s.execute(
+                    update(Escalation).where(Escalation.id == esc_id, *due)
+                    .values(realerted_at=now, realert_count=Escalation.realert_count + 1)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if not claimed:
+                    continue
+                esc = s.get(Escalation, esc_id)
+                s.refresh(esc)
+                waited = int((now - esc.created_at).total_seconds() // 60)
+                payload = {**payload_for(esc), "event": "escalation.realert",
+                           "realert_count": esc.realert_count, "unacknowledged_min": waited}
+                for kind in channels:
+                    _arm(s, esc_id, kind, payload, now)
+                s.add(AuditEntry(actor=REALERT_ACTOR, action=REALERT_ACTION, target_type="escalation",
+                                 target_id=str(esc_id), detail={
+                                     "priority": priority, "count": esc.realert_count,
+                                     "unacknowledged_min": waited, "channels": channels}))
+                s.flush()
+                done.append(esc_id)
+    return done
 
 
 def send_webhook(url: str, secret: str, payload: dict[str, Any]) -> None:
@@ -123,15 +221,26 @@ def send_webhook(url: str, secret: str, payload: dict[str, Any]) -> None:
             raise RuntimeError(f"webhook answered {resp.status}")
 
 
-def email_message(settings: Settings, payload: dict[str, Any]) -> EmailMessage:
+def email_message(settings: Settings, payload: dict[str, Any], to: str | None = None) -> EmailMessage:
     msg = EmailMessage()
     prio = str(payload.get("priority", "")).upper()
-    msg["Subject"] = f"[MesoCare] {prio} escalation #{payload.get('escalation_id')}"
+    realert = payload.get("event") == "escalation.realert"
+    waited = payload.get("unacknowledged_min")
+    msg["Subject"] = (
+        f"[MesoCare] RE-ALERT: {prio} escalation #{payload.get('escalation_id')} "
+        f"not acknowledged for {waited} min" if realert
+        else f"[MesoCare] {prio} escalation #{payload.get('escalation_id')}"
+    )
     msg["From"] = settings.smtp_from
-    msg["To"] = settings.smtp_to
+    msg["To"] = to or settings.smtp_to
     rules = ", ".join(payload.get("rules") or []) or "none"
+    opening = (
+        f"Nobody has acknowledged this {payload.get('priority')} escalation for {waited} minutes "
+        f"(re-alert {payload.get('realert_count')}).\n\n" if realert
+        else f"A new {payload.get('priority')} escalation needs a person from the clinic.\n\n"
+    )
     msg.set_content(
-        f"A new {payload.get('priority')} escalation needs a person from the clinic.\n\n"
+        opening +
         f"Escalation: #{payload.get('escalation_id')} ({payload.get('level') or '-'})\n"
         f"Reason: {payload.get('reason')}\nRules: {rules}\n"
         f"Created: {payload.get('created_at')}\n\n"
@@ -140,9 +249,9 @@ def email_message(settings: Settings, payload: dict[str, Any]) -> EmailMessage:
     return msg
 
 
-def send_email(settings: Settings, payload: dict[str, Any]) -> None:
+def send_email(settings: Settings, payload: dict[str, Any], to: str | None = None) -> None:
     with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=TIMEOUT_S) as smtp:
-        smtp.send_message(email_message(settings, payload))
+        smtp.send_message(email_message(settings, payload, to))
 
 
 def _send(settings: Settings, row: Notification) -> None:
@@ -150,6 +259,10 @@ def _send(settings: Settings, row: Notification) -> None:
         send_webhook(settings.webhook_url, settings.webhook_secret, row.payload)
     elif row.kind == "email":
         send_email(settings, row.payload)
+    elif row.kind == REALERT_KINDS["webhook"]:
+        send_webhook(oncall_webhook(settings), settings.webhook_secret, row.payload)
+    elif row.kind == REALERT_KINDS["email"]:
+        send_email(settings, row.payload, oncall_email(settings))
     else:
         raise ValueError(f"unknown notification kind {row.kind!r}")
 
@@ -188,6 +301,7 @@ def deliver_due(settings: Settings, now: datetime | None = None) -> DeliveryRepo
 
 
 def run_once(settings: Settings, now: datetime | None = None) -> DeliveryReport:
-    """Enqueue what is new, then deliver what is due (used by the staff app loop and the CLI)."""
+    """Enqueue what is new and the re-alerts due, then deliver what is due (staff app loop, CLI)."""
     scan_new(settings, now)
+    scan_realerts(settings, now)
     return deliver_due(settings, now)

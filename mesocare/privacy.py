@@ -29,6 +29,7 @@ from mesocare.db.models import (
     Escalation,
     EscalationNote,
     Notification,
+    ReviewLabel,
     StaffMessage,
     utcnow,
 )
@@ -202,6 +203,7 @@ def _delete_db_rows(s: Session, cids: list[str], dry_run: bool) -> Counts:
             select(func.count()).select_from(AuditEntry).where(audit_rows)).scalar_one()
         if not dry_run:
             s.execute(delete(StaffMessage).where(msgs))
+            s.execute(delete(ReviewLabel).where(ReviewLabel.sender_id.in_(chunk)))  # staff review labels
             s.execute(delete(Escalation).where(Escalation.id.in_(esc_ids)))
             # who did what stays; what the patient said or had (symptoms, rules) goes
             s.execute(update(AuditEntry).where(audit_rows).values(detail=REDACTED))

@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from rasa.__main__ import main as rasa_main
 
+    from mesocare import action_calls
+
+    action_calls.install()  # action calls time out in seconds, not Rasa's 5 minutes
+
     rasa_main()
 
 

@@ -1,11 +1,14 @@
-"""Start and stop the MesoCare processes: Rasa server, action server, staff app, demo site.
+"""Start, watch and stop the MesoCare processes: Rasa server, action server, escalation worker, staff app,
+demo site.
 
-Used by `make run` (python -m mesocare.runner) and by the tests' shared live stack.
+Used by `make run` (python -m mesocare.runner) and by the tests' shared live stack. Under `make run` a
+child that exits is started again after 1, 2, 4 ... 30 s (`Supervisor`); Ctrl-C stops every child.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import signal
@@ -15,12 +18,23 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesocare.settings import ACTION_SECRET, ACTION_SECRET_HEADER, DATA_KEYS, ROOT, SECRETS, VAR, configured
+from mesocare.settings import (
+    ACTION_SECRET,
+    ACTION_SECRET_HEADER,
+    DATA_KEYS,
+    RASA_JWT_SECRET,
+    ROOT,
+    SECRETS,
+    VAR,
+    configured,
+)
 
 BIN = Path(sys.executable).parent
+WORKER_STATE = "worker.offset"  # mesocare.worker's last handled event id, in the stack's var folder
 
 
 @dataclass(frozen=True)
@@ -43,10 +57,11 @@ def free_ports() -> Ports:
     return Ports(free_port(), free_port(), free_port(), free_port())
 
 
-def write_endpoints(path: Path, actions_port: int, tracker_db: Path) -> Path:
+def write_endpoints(path: Path, actions_port: int, tracker_db: Path, events_db: Path | None = None) -> Path:
     """Write a Rasa endpoints file: local action server (Rasa sends it the shared secret, which Rasa
-    substitutes from its environment), SQLite tracker store."""
-    path.write_text(
+    substitutes from its environment), SQLite tracker store, and with `events_db` the SQL event broker
+    that `mesocare worker` reads (as in endpoints.yml)."""
+    text = (
         "action_endpoint:\n"
         f'  url: "http://127.0.0.1:{actions_port}/webhook"\n'
         "  headers:\n"
@@ -56,6 +71,9 @@ def write_endpoints(path: Path, actions_port: int, tracker_db: Path) -> Path:
         '  dialect: "sqlite"\n'
         f'  db: "{tracker_db}"\n'
     )
+    if events_db is not None:
+        text += f'event_broker:\n  type: SQL\n  dialect: "sqlite"\n  db: "{events_db}"\n'
+    path.write_text(text)
     return path
 
 
@@ -63,9 +81,11 @@ def write_endpoints(path: Path, actions_port: int, tracker_db: Path) -> Path:
 class Service:
     name: str
     argv: list[str]
-    ready_url: str
+    ready_url: str | None  # None: ready once `ready_path` is touched after the start (the worker)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    ready_path: Path | None = None
+    started_at: float = 0.0  # time.time() of the latest start
 
 
 @dataclass
@@ -79,6 +99,8 @@ class Stack:
     log_dir: Path
     services: list[Service] = field(default_factory=list)
     with_web: bool = True
+    with_worker: bool = True  # needs the SQL event broker in `endpoints` and MESOCARE_EVENTS_DB_URL
+    var_dir: Path = VAR  # the worker's state file
 
     def __post_init__(self) -> None:
         p = self.ports
@@ -103,6 +125,11 @@ class Stack:
                 f"http://127.0.0.1:{p.rasa}/",
             ),
         ]
+        if self.with_worker:
+            state = self.var_dir / WORKER_STATE
+            self.services.append(
+                Service("worker", [mesocare, "worker", "--state", str(state)], None, ready_path=state)
+            )
         if self.with_web:
             self.services += [
                 Service(
@@ -126,15 +153,21 @@ class Stack:
     def _spawn(self, svc: Service) -> None:
         # No telemetry: the clinic's privacy notice allows no third-party request.
         env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false"}
-        log = open(svc.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        svc.proc = subprocess.Popen(
-            svc.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        svc.log_path = svc.log_path or self.log_dir / f"{svc.name}.log"
+        svc.started_at = time.time()
+        with open(svc.log_path, "ab") as log:  # the child has its own copy of the descriptor
+            svc.proc = subprocess.Popen(
+                svc.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def respawn(self, svc: Service) -> None:
+        """Start `svc` again (its previous process has exited); its log continues."""
+        self._spawn(svc)
 
     def wait_ready(self, timeout: float = 300.0) -> None:
         deadline = time.monotonic() + timeout
         for svc in self.services:
-            while not _responds(svc.ready_url):
+            while not is_ready(svc):
                 if svc.proc and svc.proc.poll() is not None:
                     raise RuntimeError(f"{svc.name} exited early; see {svc.log_path}")
                 if time.monotonic() > deadline:
@@ -151,19 +184,126 @@ class Stack:
     def stop_service(self, name: str) -> None:
         _terminate(self.service(name))
 
-    def restart_service(self, name: str, timeout: float = 120.0) -> None:
+    def start_service(self, name: str, timeout: float = 120.0) -> None:
+        """Start a stopped service and wait until it is ready."""
         svc = self.service(name)
-        _terminate(svc)
         self._spawn(svc)
         deadline = time.monotonic() + timeout
-        while not _responds(svc.ready_url):
+        while not is_ready(svc):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{name} not ready after restart")
             time.sleep(0.3)
 
+    def restart_service(self, name: str, timeout: float = 120.0) -> None:
+        _terminate(self.service(name))
+        self.start_service(name, timeout)
+
     def stop(self) -> None:
         for svc in reversed(self.services):
             _terminate(svc)
+
+
+BACKOFF_S = (1, 2, 4, 8, 16, 30)  # wait before restart number 1, 2, 3 ...; then 30 s each time
+STABLE_S = 60.0  # a child that ran this long starts again from the first delay
+
+
+def exit_text(code: int) -> str:
+    """'exited with code 3' or 'was killed by SIGKILL' for a Popen return code."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+@dataclass
+class _Restarts:
+    failures: int = 0
+    due: float | None = None  # monotonic time of the pending restart
+    waiting: bool = False  # restarted, not ready yet
+
+
+class Supervisor:
+    """Restarts a stack's children when they exit: after 1, 2, 4 ... 30 s (back to 1 s once a child has
+    run STABLE_S), saying so on `out`. Ctrl-C (KeyboardInterrupt) passes through to the caller."""
+
+    def __init__(self, stack: Stack, out: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 on_ready: dict[str, Callable[[], object]] | None = None) -> None:
+        self.stack = stack
+        self.out = out or (lambda line: print(line, flush=True))
+        self.clock = clock
+        self.on_ready = on_ready or {}  # by service name: run once a restarted child is ready (warm-up)
+        self.state = {svc.name: _Restarts() for svc in stack.services}
+        self._up_since = {svc.name: clock() for svc in stack.services}
+
+    def check(self) -> None:
+        """One look at every child: schedule the restart of one that exited, start those due."""
+        now = self.clock()
+        for svc in self.stack.services:
+            st = self.state.setdefault(svc.name, _Restarts())
+            if st.due is not None:
+                if now >= st.due:
+                    st.due, st.waiting = None, True
+                    self.stack.respawn(svc)
+                    self._up_since[svc.name] = now
+                    self.out(f"{svc.name} restarted (pid {svc.proc.pid if svc.proc else '?'})")
+                continue
+            code = svc.proc.poll() if svc.proc else None
+            if code is None:
+                if now - self._up_since.get(svc.name, now) >= STABLE_S:
+                    st.failures = 0
+                if st.waiting and is_ready(svc):
+                    st.waiting = False
+                    self._ready_again(svc)
+                continue
+            delay = BACKOFF_S[min(st.failures, len(BACKOFF_S) - 1)]
+            st.failures += 1
+            st.due = now + delay
+            self.out(f"{svc.name} {exit_text(code)}; restarting in {delay} s "
+                     f"(log: {svc.log_path})")
+
+    def _ready_again(self, svc: Service) -> None:
+        hook = self.on_ready.get(svc.name)
+        try:
+            if hook is not None:
+                hook()
+        except OSError as exc:
+            self.out(f"{svc.name} is ready again (warm-up failed: {type(exc).__name__})")
+            return
+        self.out(f"{svc.name} is ready again")
+
+    def run(self, interval: float = 0.5) -> None:
+        """Watch until interrupted (Ctrl-C, SIGTERM via the runner's handler)."""
+        while True:
+            self.check()
+            time.sleep(interval)
+
+
+def warm_up(rasa_url: str, jwt_secret: str) -> float:
+    """Parse one message through Rasa's HTTP API (no conversation is stored): the first parse loads what
+    the pipeline loads lazily, which the first patient would otherwise wait for. Returns the seconds taken."""
+    from mesocare.staff.messages import rasa_api_headers
+
+    started = time.monotonic()
+    request = urllib.request.Request(
+        f"{rasa_url.rstrip('/')}/model/parse", data=json.dumps({"text": "hello"}).encode(), method="POST",
+        headers={"Content-Type": "application/json", **rasa_api_headers(jwt_secret)},
+    )
+    with urllib.request.urlopen(request, timeout=120) as resp:
+        resp.read()
+    return time.monotonic() - started
+
+
+def is_ready(svc: Service) -> bool:
+    """The service answers on its ready URL, or touched its ready file since its latest start."""
+    if svc.ready_url is not None:
+        return _responds(svc.ready_url)
+    try:
+        return svc.ready_path is not None and svc.ready_path.stat().st_mtime >= svc.started_at
+    except OSError:
+        return False
 
 
 def _responds(url: str) -> bool:
@@ -198,12 +338,14 @@ def isolated_stack(
         "MESOCARE_TRACKER_DB_URL": f"sqlite:///{base / 'tracker.db'}",
         "MESOCARE_OUTBOX_DIR": str(base / "outbox"),
         "MESOCARE_RASA_URL": f"http://127.0.0.1:{ports.rasa}",
+        "MESOCARE_EVENTS_DB_URL": f"sqlite:///{base / 'events.db'}",
         **new_secrets(),
     }
     upgrade = [str(BIN / "mesocare"), "db", "upgrade"]
     subprocess.run(upgrade, env={**os.environ, **env}, check=True, timeout=120)
-    endpoints = write_endpoints(base / "endpoints.yml", ports.actions, base / "tracker.db")
-    return Stack(ports, model, endpoints, env, log_dir or base / "logs")
+    endpoints = write_endpoints(base / "endpoints.yml", ports.actions, base / "tracker.db",
+                                base / "events.db")
+    return Stack(ports, model, endpoints, env, log_dir or base / "logs", var_dir=base)
 
 
 def default_env() -> dict[str, str]:
@@ -278,19 +420,29 @@ def main(argv: list[str] | None = None) -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     ports: Ports = args.ports
     env = default_env()
+    # Rasa's SQL event broker (endpoints.yml) and the worker that reads it: one SQLite file under var/.
+    env["MESOCARE_EVENTS_DB_URL"] = f"sqlite:///{VAR / 'events.db'}"
     endpoints = ROOT / "endpoints.yml"
-    if ports != Ports():
+    if ports != Ports() or VAR != ROOT / "var":
         env["MESOCARE_RASA_URL"] = f"http://127.0.0.1:{ports.rasa}"
-        endpoints = write_endpoints(VAR / "endpoints.yml", ports.actions, VAR / "tracker.db")
+        endpoints = write_endpoints(VAR / "endpoints.yml", ports.actions, VAR / "tracker.db",
+                                    VAR / "events.db")
     stack = Stack(ports, Path(args.model), endpoints, env, VAR / "log")
     # Ctrl-C and `kill` stop the children too, also when started from a script that ignores SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    print(f"Starting the action server, Rasa server, staff app and demo site (logs in {VAR / 'log'}) ...",
-          flush=True)
+    print("Starting the action server, Rasa server, escalation worker, staff app and demo site "
+          f"(logs in {VAR / 'log'}) ...", flush=True)
     stack.start()
     try:
         stack.wait_ready()
+        def warm() -> float:
+            return warm_up(env["MESOCARE_RASA_URL"], env[RASA_JWT_SECRET])
+
+        try:
+            warm()
+        except OSError as exc:  # the first patient then waits a few seconds longer; nothing else changes
+            print(f"warning: could not warm up the Rasa server ({type(exc).__name__})", flush=True)
         print(
             f"\nMesoCare is up after {time.monotonic() - started:.0f} s:\n"
             f"  Clinic page with chat:  http://127.0.0.1:{ports.site}/\n"
@@ -298,14 +450,11 @@ def main(argv: list[str] | None = None) -> int:
             "(create a user: .venv/bin/mesocare staff add-user NAME --role admin)\n"
             f"  Rasa REST:              POST http://127.0.0.1:{ports.rasa}/webhooks/rest/webhook\n"
             f"  Action server:          http://127.0.0.1:{ports.actions}/health\n"
-            "Press Ctrl-C to stop everything.",
+            "A process that stops is started again. Press Ctrl-C to stop everything.",
             flush=True,
         )
-        while all(s.proc and s.proc.poll() is None for s in stack.services):
-            time.sleep(1)
-        dead = [s.name for s in stack.services if s.proc and s.proc.poll() is not None]
-        print(f"A process stopped ({', '.join(dead)}); see {VAR / 'log'}. Stopping the rest.")
-        return 1
+        Supervisor(stack, on_ready={"rasa": warm}).run()
+        return 0  # not reached: run() ends with Ctrl-C
     except KeyboardInterrupt:
         print("\nStopping ...")
         return 0

@@ -107,6 +107,14 @@ class Settings:
     staff_https: bool = field(default_factory=lambda: _env("MESOCARE_STAFF_HTTPS", "0") == "1")
     # Behind a reverse proxy that sets X-Forwarded-Proto/-For: trust those headers (else ignore them).
     staff_trusted_proxy: bool = field(default_factory=lambda: _env("MESOCARE_TRUSTED_PROXY", "0") == "1")
+    # Re-alert: an unacknowledged case is sent again to the on-call address after this many minutes
+    # (mesocare/notify.py). On-call address/webhook default to MESOCARE_SMTP_TO / MESOCARE_WEBHOOK_URL.
+    realert_emergency_min: float = field(
+        default_factory=lambda: float(_env("MESOCARE_REALERT_EMERGENCY_MIN", "5")))
+    realert_urgent_min: float = field(
+        default_factory=lambda: float(_env("MESOCARE_REALERT_URGENT_MIN", "30")))
+    oncall_email: str = field(default_factory=lambda: _env("MESOCARE_ONCALL_EMAIL", ""))
+    oncall_webhook_url: str = field(default_factory=lambda: _env("MESOCARE_ONCALL_WEBHOOK_URL", ""))
     # --- end staff tools ---
     # --- input limits of Rasa's channels (mesocare/channels.py); the figures are explained there ---
     max_body_bytes: int = field(default_factory=lambda: int(_env("MESOCARE_MAX_BODY_BYTES", "65536")))
@@ -121,6 +129,16 @@ class Settings:
         default_factory=lambda: _origins(_env("MESOCARE_RATE_EXEMPT_IPS", "127.0.0.1 ::1"))
     )
     # --- end input limits ---
+    # --- resilience (mesocare/action_calls.py, mesocare/worker.py) ---
+    # Rasa -> action server: total time per custom-action call and its connect part, in seconds. The
+    # emergency instruction is sent before the escalation action; the worker stores the case if it fails.
+    # Healthy calls take 20-40 ms (max 220 ms, the first call, PostgreSQL); a hung server: reply in ~1.3 s.
+    action_timeout_s: float = field(default_factory=lambda: float(_env("MESOCARE_ACTION_TIMEOUT_S", "1.0")))
+    action_connect_timeout_s: float = field(
+        default_factory=lambda: float(_env("MESOCARE_ACTION_CONNECT_TIMEOUT_S", "0.3")))
+    # Rasa's SQL event broker (endpoints.yml `event_broker`), read by `mesocare worker`.
+    events_db_url: str = field(default_factory=lambda: _env("MESOCARE_EVENTS_DB_URL", f"sqlite:///{VAR}/events.db"))
+    # --- end resilience ---
 
     @property
     def allowed_origins(self) -> tuple[str, ...]:

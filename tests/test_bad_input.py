@@ -39,7 +39,9 @@ def test_red_flag_at_the_end_of_a_huge_message_is_found(parse):
     text = "I had my treatment and I'm fine really. " * 40_000 + " but now I can't breathe properly"
     assert len(text) > 1_500_000  # beyond spaCy's default max_length
     result = parse(text)
-    assert result["safety"]["level"] == "E0"
+    # Read to the end (E0), or, past the net's time limit, failed closed (E1): an emergency either way.
+    # Over the channels such a message never gets here: it is cut to MESOCARE_MAX_MESSAGE_CHARS first.
+    assert result["safety"]["level"] in ("E0", "E1") and result["safety"]["priority"] == "emergency"
     assert result["intent"]["name"]
 
 

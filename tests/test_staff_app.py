@@ -328,8 +328,8 @@ def test_case_page_shows_triage_contact_and_escaped_highlighted_transcript(
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; my eye is blurry" in html
     assert "Ann &lt;b&gt;Bold&lt;/b&gt;" in html
-    trigger_items = re.findall(r'<li class="msg user trigger">.*?</li>', html, flags=re.S)
-    assert len(trigger_items) == 1 and "RED FLAG R1" in trigger_items[0]
+    trigger_items = re.findall(r'<li class="msg user trigger[^"]*">.*?</li>', html, flags=re.S)
+    assert len(trigger_items) == 1 and "Red flag R1 · E0" in trigger_items[0]
     assert "my eye is blurry" in trigger_items[0]
 
 

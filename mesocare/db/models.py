@@ -17,9 +17,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import declarative_base, relationship
 
+from mesocare.levels import PRIORITIES  # noqa: F401 - defined once there, re-exported here
+
 Base = declarative_base()
 
-PRIORITIES = ("emergency", "urgent", "routine")
 STATUSES = ("open", "acknowledged", "resolved")
 OUTCOMES = ("called_patient", "booked_visit", "sent_to_emergency_care", "no_action_needed")
 
@@ -55,9 +56,13 @@ class Escalation(Base):
     assigned_to = Column(String(64))
     outcome = Column(String(64))
     created_at = Column(DateTime, nullable=False, default=utcnow, index=True)
-    updated_at = Column(DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    # indexed: the staff app's live stream polls for rows changed since a time (mesocare/staff/live.py)
+    updated_at = Column(DateTime, nullable=False, default=utcnow, onupdate=utcnow, index=True)
     acknowledged_at = Column(DateTime)
     resolved_at = Column(DateTime)
+    # re-alerts to the on-call address while unacknowledged (mesocare/notify.py: scan_realerts)
+    realerted_at = Column(DateTime)
+    realert_count = Column(Integer, nullable=False, default=0, server_default="0")
 
     notes = relationship("EscalationNote", back_populates="escalation", order_by="EscalationNote.id")
 
@@ -86,6 +91,10 @@ class StaffUser(Base):
     locked_until = Column(DateTime)
     created_at = Column(DateTime, nullable=False, default=utcnow)
     last_login_at = Column(DateTime)
+    # How the patient sees this person's chat messages (mesocare/staff/profile.py): "name" | "role"
+    display_name = Column(String(64))  # e.g. "Anna"
+    job_title = Column(String(64))  # e.g. "Nurse"
+    display_as = Column(String(8), nullable=False, default="role", server_default="role")
 
 
 class StaffSession(Base):
@@ -147,3 +156,21 @@ class StaffMessage(Base):
     body = Column(Text, nullable=False)
     created_at = Column(DateTime, nullable=False, default=utcnow)
     delivered_at = Column(DateTime)
+
+
+class ReviewLabel(Base):
+    """A staff label on a misunderstood user message (mesocare/staff/review.py). The text stays in the
+    tracker store: only the event id, the conversation id and a SHA-256 of the text are kept here."""
+
+    __tablename__ = "review_labels"
+    __table_args__ = (UniqueConstraint("event_id", name="uq_review_label_event"),)
+
+    id = Column(Integer, primary_key=True)
+    event_id = Column(Integer, nullable=False)  # events.id in Rasa's tracker store
+    sender_id = Column(String(255), nullable=False, index=True)
+    text_hash = Column(String(64), nullable=False)  # hex SHA-256 of the message text when labelled
+    intent = Column(String(64), nullable=False)  # an intent of domain.yml (out_of_scope: not about it)
+    missed_red_flag = Column(Boolean, nullable=False, default=False, index=True)
+    reviewer = Column(String(64), nullable=False)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    updated_at = Column(DateTime, nullable=False, default=utcnow, onupdate=utcnow)

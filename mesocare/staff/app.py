@@ -27,7 +27,7 @@ from mesocare import escalations, notify, transcripts
 from mesocare.db.models import OUTCOMES, PRIORITIES, STATUSES, StaffUser
 from mesocare.db.session import session_scope
 from mesocare.settings import MissingSecretError, Settings, get_settings
-from mesocare.staff import auth, messages, privacy_views
+from mesocare.staff import auth, insight_views, live, messages, privacy_views, profile
 from mesocare.staff.guard import (
     client_ip,
     csrf_token,
@@ -429,7 +429,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = None
-        if notify_interval and notify.kinds(settings):
+        if notify_interval and notify.active(settings):
             task = asyncio.create_task(_notify_loop(settings, notify_interval))
         try:
             yield
@@ -446,6 +446,8 @@ def create_app(
         Route("/logout", logout, methods=["POST"]),
         Route("/", inbox),
         Route("/api/escalations", api_escalations),
+        Route("/api/stream", live.stream),
+        Route("/profile", profile.profile_page, methods=["GET", "POST"]),
         Route("/cases/{case_id:int}", case_page),
         Route("/cases/{case_id:int}/acknowledge", _change(_ack), methods=["POST"]),
         Route("/cases/{case_id:int}/notes", _change(_note), methods=["POST"]),
@@ -454,6 +456,7 @@ def create_app(
         Route("/cases/{case_id:int}/reply", _change(_reply), methods=["POST"]),
         Route("/cases/{case_id:int}/handback", _change(_handback), methods=["POST"]),
         *ADMIN_ROUTES,
+        *insight_views.ROUTES,  # /insights, /review (staff), /review/clinical (admin)
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -318,3 +318,77 @@ def test_phone_width_layout_and_accessibility(phone: WidgetPage) -> None:
 
 def test_axe_core_is_installed() -> None:
     assert Path(AXE).exists(), "run `cd web && npm ci`"
+
+
+def _axe_contrast_and_aria(page: Page) -> list[str]:
+    """Every colour-contrast or ARIA violation (any impact) and every serious/critical one."""
+    page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
+    violations = page.evaluate(
+        "async () => (await axe.run(document.querySelector('#mesocare-widget'), "
+        "{resultTypes: ['violations']})).violations"
+        ".map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))}))"
+    )
+    return [f"{v['id']} ({v['impact']}): {v['nodes']}" for v in violations
+            if "contrast" in v["id"] or v["id"].startswith("aria")
+            or v["impact"] in ("serious", "critical")]
+
+
+def test_speakers_staff_bot_info_and_emergency_are_told_apart(widget: WidgetPage) -> None:
+    """The frames Rasa sends for a staff handoff (actions/handoff.py), injected into the real socket."""
+    page = widget.page
+    routes: list[WebSocketRoute] = []
+
+    def through(ws: WebSocketRoute) -> None:
+        ws.connect_to_server()
+        routes.append(ws)
+
+    page.route_web_socket(re.compile(r"/socket\.io/"), through)
+    widget.open()
+
+    def bot_says(payload: dict) -> None:
+        routes[-1].send("42" + json.dumps(["bot_uttered", payload]))
+
+    widget.ask("what is mesolifting")  # a real answer from the assistant
+    joined = ("A person from the clinic team has joined this chat. They will reply to you here. "
+              "If you have trouble seeing, breathing or swallowing, call 999 now.")
+    bot_says({"text": joined})
+    bot_says({"kind": "info", "parts": 1})
+    bot_says({"text": "Hello, I am Anna from the clinic."})
+    bot_says({"text": "Can you send me a photo of the area?"})  # one staff message, split at a blank line
+    bot_says({"speaker": "staff", "display_name": "Anna", "parts": 2})
+    bot_says({"text": "If your vision gets worse, call 999 now."})
+    bot_says({"urgency": "emergency"})
+
+    info = page.locator(".mc-msg--info")
+    expect(info).to_have_count(1)
+    expect(info).not_to_have_attribute("data-urgency", re.compile("."))
+    expect(info.locator(".mc-urgency-label")).to_have_count(0)
+    assert info.locator(".mc-text").text_content().startswith("Information: A person from the clinic")
+
+    staff = page.locator(".mc-msg--staff")
+    expect(staff).to_have_count(2)
+    expect(staff.first.locator(".mc-speaker")).to_have_text("Clinic team (Anna)")
+    first_staff = staff.first.locator(".mc-text").text_content()
+    assert first_staff == "Clinic team (Anna): Hello, I am Anna from the clinic."
+    assert staff.nth(1).locator(".mc-text").text_content().startswith("Clinic team (Anna): Can you send")
+    expect(staff.first).not_to_have_attribute("data-urgency", re.compile("."))
+
+    # The emergency marker marks its own response, not across the clinic team's messages.
+    assistant = page.locator(".mc-msg--bot:not(.mc-msg--staff):not(.mc-msg--info):not([data-urgency])")
+    expect(assistant.first).to_contain_text("hyaluronic acid")
+    assert assistant.first.locator(".mc-text").text_content().startswith("Assistant: ")
+    emergency = page.locator(".mc-msg--emergency", has_text="If your vision gets worse")
+    expect(emergency).to_have_count(1)
+    assert emergency.locator(".mc-text").text_content().startswith("Assistant: ")
+
+    style = "e => getComputedStyle(e).backgroundColor"
+    backgrounds = {staff.first.evaluate(style), assistant.first.evaluate(style), emergency.evaluate(style),
+                   info.evaluate(style)}
+    assert len(backgrounds) == 4, backgrounds
+    _shot(page, "widget-speakers-1280.png")
+    assert _axe_contrast_and_aria(page) == []
+
+    page.reload()  # the speakers are kept with the conversation
+    widget.wait_online()
+    expect(page.locator(".mc-msg--staff .mc-speaker").first).to_have_text("Clinic team (Anna)")
+    expect(page.locator(".mc-msg--info")).to_have_count(1)

@@ -5,6 +5,9 @@
  *
  * Talks to Rasa's socket.io channel (user_uttered / bot_uttered, session_persistence: true).
  * Every text from the bot or the patient is rendered with textContent (never parsed as HTML).
+ * Who speaks: a `custom: {data: {speaker: "staff", display_name, parts}}` marker after a text turns its
+ * last `parts` bot messages into clinic-team messages; `{kind: "info", parts}` into plain notices
+ * (join / hand-back). Neither is ever styled as urgent: that look is for the red-flag advice only.
  */
 (function () {
   "use strict";
@@ -207,17 +210,37 @@
     scrollDown();
   }
 
+  function speakerOf(entry) {
+    if (entry.from === "user") { return cfg.you_label || "You"; }
+    if (entry.speaker === "staff") {
+      var team = cfg.staff_label || "Clinic team";
+      return entry.displayName ? team + " (" + entry.displayName + ")" : team;
+    }
+    if (entry.kind === "info") { return cfg.info_label || "Information"; }
+    return cfg.assistant_label || "Assistant";
+  }
+
   function renderEntry(entry) {
     var wrap = el("div", { class: "mc-msg mc-msg--" + entry.from, "data-entry-id": String(entry.id) });
-    if (entry.urgency) {
+    var staff = entry.speaker === "staff";
+    var info = entry.kind === "info";
+    if (staff) { wrap.classList.add("mc-msg--staff"); wrap.setAttribute("data-speaker", "staff"); }
+    if (info) { wrap.classList.add("mc-msg--info"); wrap.setAttribute("data-kind", "info"); }
+    if (entry.urgency && !staff && !info) {
       wrap.classList.add("mc-msg--" + entry.urgency);
       wrap.setAttribute("data-urgency", entry.urgency);
       wrap.appendChild(el("strong", { class: "mc-urgency-label" }, cfg.emergency_label));
     }
     var body = el("p", { class: "mc-text" });
     if (entry.from === "bot") { richText(body, entry.text); } else { body.textContent = entry.text; }
-    var who = entry.from === "user" ? "You: " : cfg.title + ": ";
-    body.insertBefore(el("span", { class: "mc-visually-hidden" }, who), body.firstChild);
+    // Screen readers hear "<speaker>: <text>"; the clinic team's name is also shown (not colour alone).
+    var who = speakerOf(entry);
+    if (staff) {
+      body.insertBefore(el("span", { class: "mc-visually-hidden" }, ": "), body.firstChild);
+      body.insertBefore(el("span", { class: "mc-speaker" }, who), body.firstChild);
+    } else {
+      body.insertBefore(el("span", { class: "mc-visually-hidden" }, who + ": "), body.firstChild);
+    }
     wrap.appendChild(body);
 
     if (entry.from === "user" && entry.status === "queued") {
@@ -312,9 +335,21 @@
     });
   }
 
+  // The bot messages since the patient's last message, back to (not across) a clinic-team message or
+  // notice: those belong to another response.
   function currentTurnBotEntries() {
     var out = [];
     for (var i = state.history.length - 1; i >= 0; i--) {
+      var e = state.history[i];
+      if (e.from !== "bot" || e.speaker || e.kind) { break; }
+      out.push(e);
+    }
+    return out;
+  }
+
+  function lastBotEntries(n) {
+    var out = [];
+    for (var i = state.history.length - 1; i >= 0 && out.length < n; i--) {
       var e = state.history[i];
       if (e.from !== "bot") { break; }
       out.push(e);
@@ -322,10 +357,31 @@
     return out;
   }
 
+  // `{speaker: "staff", display_name, parts}` or `{kind: "info", parts}` follows the text it belongs to.
+  function markSpeaker(msg) {
+    var parts = Math.min(Math.max(parseInt(msg.parts, 10) || 1, 1), 20);
+    lastBotEntries(parts).forEach(function (e) {
+      e.urgency = null;
+      if (msg.kind === "info") {
+        e.kind = "info";
+      } else {
+        e.speaker = "staff";
+        e.displayName = typeof msg.display_name === "string" ? msg.display_name.slice(0, 64) : "";
+      }
+      refresh(e);
+    });
+    save();
+    scrollDown();  // the speaker's name makes the bubble taller
+  }
+
   function onBotMessage(msg) {
     if (!msg || typeof msg !== "object") { return; }
     var urgency = msg.urgency === "emergency" || msg.urgency === "urgent" ? msg.urgency : null;
     var text = typeof msg.text === "string" ? msg.text : null;
+    if (text === null && (msg.speaker === "staff" || msg.kind === "info")) {
+      markSpeaker(msg);
+      return;
+    }
     if (text === null && urgency) {
       // A `custom: {data: {urgency: ...}}` marker follows the text of the same response.
       currentTurnBotEntries().forEach(function (e) {

@@ -1,0 +1,72 @@
+"""Rasa's custom-action calls are bounded (mesocare/action_calls.py): Rasa's own RemoteAction against a
+server that accepts connections and never answers (a hung action server)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from rasa.core.actions.action import RemoteAction
+from rasa.core.channels.channel import CollectingOutputChannel
+from rasa.core.nlg import TemplatedNaturalLanguageGenerator
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.shared.exceptions import RasaException
+from rasa.utils.endpoints import EndpointConfig
+
+from mesocare import action_calls
+from mesocare.settings import Settings
+
+
+async def _call(port: int, sender: str, message_id: str) -> float:
+    """Seconds until RemoteAction.run gives up (it must raise RasaException)."""
+    tracker = DialogueStateTracker.from_events(sender, [UserUttered("hi", message_id=message_id)])
+    action = RemoteAction("action_red_flag_escalation", EndpointConfig(f"http://127.0.0.1:{port}/webhook"))
+    started = time.monotonic()
+    with pytest.raises(RasaException):
+        await action.run(CollectingOutputChannel(), TemplatedNaturalLanguageGenerator({}), tracker,
+                         Domain.empty())
+    return time.monotonic() - started
+
+
+async def _against_a_hung_server() -> list[float]:
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        first = await _call(port, "c1", "m1")
+        same_turn = await _call(port, "c1", "m1")  # e.g. the contact form's validation after it
+        next_turn = await _call(port, "c1", "m2")
+        return [first, same_turn, next_turn]
+    finally:
+        server.close()
+
+
+def test_a_hung_action_server_costs_a_turn_one_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rasa.core.actions import action
+
+    # restored after the test: other tests in this process keep Rasa as it is
+    monkeypatch.setattr(RemoteAction, "run", RemoteAction.run)
+    monkeypatch.setattr(action, "DEFAULT_REQUEST_TIMEOUT", action.DEFAULT_REQUEST_TIMEOUT)
+    timeout = action_calls.install(Settings(action_timeout_s=0.4, action_connect_timeout_s=0.2))
+    assert (timeout.total, timeout.sock_connect) == (0.4, 0.2)
+    action_calls.install(Settings(action_timeout_s=0.4, action_connect_timeout_s=0.2))  # idempotent
+    first, same_turn, next_turn = asyncio.run(_against_a_hung_server())
+    assert 0.35 < first < 2.0
+    assert same_turn < 0.1, "the rest of the turn does not wait again"
+    assert 0.35 < next_turn < 2.0, "a new message tries the action server again"
+
+
+def test_timeouts_are_recognised_behind_rasa_exceptions() -> None:
+    try:
+        try:
+            raise asyncio.TimeoutError
+        except asyncio.TimeoutError:
+            raise RasaException("wrapped") from None
+    except RasaException as exc:
+        assert action_calls.timed_out(exc)
+    assert not action_calls.timed_out(RasaException("connection refused"))
