@@ -12,10 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from spacy.tokens import Doc, Span
 
 from mesocare.safety.rules import SAFETY_DIR
+from mesocare.safety.schema import Assertion, ExpectedEffects, load_table
 
 ASSERTION_PATH = SAFETY_DIR / "assertion.yml"
 EXPECTED_PATH = SAFETY_DIR / "expected_effects.yml"
@@ -53,20 +53,14 @@ DEMONSTRATIVE_GAP = 2  # "this red rash": up to two words between the demonstrat
 
 @lru_cache(maxsize=2)
 def load_assertion(path: Path = ASSERTION_PATH) -> dict[str, Any]:
-    """The assertion cue lists (validated by mesocare.safety.schema)."""
-    from mesocare.safety.schema import check_assertion
-
-    with open(path, encoding="utf-8") as fh:
-        return check_assertion(yaml.safe_load(fh), str(path))
+    """The assertion cue lists."""
+    return load_table(path, Assertion)
 
 
 @lru_cache(maxsize=2)
 def load_expected(path: Path = EXPECTED_PATH) -> dict[str, Any]:
-    """Expected, by-design effects (validated by mesocare.safety.schema)."""
-    from mesocare.safety.schema import check_expected
-
-    with open(path, encoding="utf-8") as fh:
-        return check_expected(yaml.safe_load(fh), str(path))
+    """Expected, by-design effects."""
+    return load_table(path, ExpectedEffects)
 
 
 @dataclass(frozen=True)

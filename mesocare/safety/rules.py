@@ -11,11 +11,13 @@ import yaml
 
 from mesocare.levels import PRIORITY_BY_LEVEL, level_rank
 from mesocare.safety.schema import (
+    AskedTopics,
+    Lexicon,
+    RedFlagTable,
     SafetyDataError,
-    check_asked_topics,
-    check_lexicon,
-    check_red_flags,
-    check_thresholds,
+    Thresholds,
+    check,
+    load_table,
 )
 from mesocare.settings import ROOT
 
@@ -33,8 +35,7 @@ ROWS = tuple(f"R{i}" for i in range(1, 16))
 @lru_cache(maxsize=4)
 def load_lexicon(path: Path = LEXICON_PATH) -> dict[str, Any]:
     """The lexicon (symptom, modifier, area, allergen, time and cue phrases)."""
-    with open(path, encoding="utf-8") as fh:
-        data = check_lexicon(yaml.safe_load(fh), str(path))
+    data = load_table(path, Lexicon)
     for name, spec in data["symptoms"].items():
         if not spec.get("phrases") and not spec.get("combos"):
             raise SafetyDataError(f"{path}: symptom {name!r} has no phrases")
@@ -51,15 +52,13 @@ def load_lexicon(path: Path = LEXICON_PATH) -> dict[str, Any]:
 @lru_cache(maxsize=4)
 def load_thresholds(path: Path = THRESHOLDS_PATH) -> dict[str, Any]:
     """Clinical thresholds: fever, negated trajectories, the net's time limit, the semantic net."""
-    with open(path, encoding="utf-8") as fh:
-        return check_thresholds(yaml.safe_load(fh), str(path))
+    return load_table(path, Thresholds)
 
 
 @lru_cache(maxsize=2)
 def load_asked_topics(path: Path = ASKED_TOPICS_PATH) -> dict[str, Any]:
     """Which warning line (domain response) answers a question about which red-flag row."""
-    with open(path, encoding="utf-8") as fh:
-        data = check_asked_topics(yaml.safe_load(fh), str(path))
+    data = load_table(path, AskedTopics)
     missing = set(ROWS) - set(data["warnings"])
     if missing:
         raise SafetyDataError(f"{path}: warnings has no line for {sorted(missing)}")
@@ -124,7 +123,7 @@ def _as_set(spec: dict[str, Any], key: str) -> frozenset[str]:
 
 def parse_rules(data: dict[str, Any], lexicon: dict[str, Any]) -> RuleTable:
     """Validate the raw red-flag table against the lexicon; any unknown name is an error."""
-    data = check_red_flags(data, "red_flags.yml")
+    data = check(RedFlagTable, data, "red_flags.yml")
     concepts = frozenset(lexicon["symptoms"]) | frozenset(lexicon["modifiers"])
     areas = frozenset(lexicon["body_areas"])
     seen: set[str] = set()

@@ -6,8 +6,10 @@ are numbers in range. The checks return plain dicts with defaults filled in.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Dict, List, Literal, Tuple  # noqa: UP035 - pydantic 1 needs typing
 
+import yaml
 from pydantic import BaseModel, StrictStr, ValidationError, confloat, conint
 
 Phrases = List[StrictStr]  # noqa: UP006
@@ -198,7 +200,7 @@ class AskedTopics(_Strict):
     answer_for_misread_report: StrictStr
 
 
-def _check(model: type[BaseModel], data: Any, where: str) -> dict[str, Any]:
+def check(model: type[BaseModel], data: Any, where: str) -> dict[str, Any]:
     """Validate `data` against `model`; raise SafetyDataError naming every bad field path."""
     try:
         return model.parse_obj(data).dict()
@@ -207,29 +209,7 @@ def _check(model: type[BaseModel], data: Any, where: str) -> dict[str, Any]:
         raise SafetyDataError("\n".join(lines)) from None
 
 
-def check_lexicon(data: Any, where: str) -> dict[str, Any]:
-    return _check(Lexicon, data, where)
-
-
-def check_red_flags(data: Any, where: str) -> dict[str, Any]:
-    return _check(RedFlagTable, data, where)
-
-
-def check_thresholds(data: Any, where: str) -> dict[str, Any]:
-    return _check(Thresholds, data, where)
-
-
-def check_assertion(data: Any, where: str) -> dict[str, Any]:
-    return _check(Assertion, data, where)
-
-
-def check_expected(data: Any, where: str) -> dict[str, Any]:
-    return _check(ExpectedEffects, data, where)
-
-
-def check_exemplars(data: Any, where: str) -> dict[str, Any]:
-    return _check(Exemplars, data, where)
-
-
-def check_asked_topics(data: Any, where: str) -> dict[str, Any]:
-    return _check(AskedTopics, data, where)
+def load_table(path: Path, model: type[BaseModel]) -> dict[str, Any]:
+    """Read one reviewed YAML table and validate it against its schema."""
+    with open(path, encoding="utf-8") as fh:
+        return check(model, yaml.safe_load(fh), str(path))

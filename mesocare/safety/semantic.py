@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from spacy.language import Language
 
 from mesocare.levels import most_urgent_level, priority_of
 from mesocare.safety.assertion import AssertionReader
 from mesocare.safety.build_pipeline import SPANS_KEY
 from mesocare.safety.rules import SAFETY_DIR, load_thresholds
-from mesocare.safety.schema import check_exemplars
+from mesocare.safety.schema import Exemplars as ExemplarTable
+from mesocare.safety.schema import load_table
 
 EXEMPLARS_PATH = SAFETY_DIR / "exemplars.yml"
 RULE_PREFIX = "SEM-"  # rule ids of this net in the safety payload ("SEM-R5-occlusion")
@@ -53,8 +53,7 @@ class Exemplars:
 
 @lru_cache(maxsize=2)
 def load_exemplar_table(path: Path = EXEMPLARS_PATH) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        return check_exemplars(yaml.safe_load(fh), str(path))
+    return load_table(path, ExemplarTable)
 
 
 def encode_exemplars(encoder: Any, path: Path = EXEMPLARS_PATH) -> Exemplars:
