@@ -5,7 +5,9 @@ setting) and its REST channel answers only after the last action of the turn. Re
 emergency instruction (a domain response) before `action_red_flag_escalation`, and `mesocare worker` stores
 the escalation from the event broker whatever the action server does, so:
 
-- a call that takes longer than `settings.action_timeout_s` is abandoned (its TCP connect part:
+- on a turn that carries a red flag (the instruction is already out; the worker stores the case), a call
+  that takes longer than `settings.action_timeout_red_flag_s` is abandoned; on every other turn (forms with
+  a DB write, which slow down under load) after `settings.action_timeout_s` (TCP connect part:
   `action_connect_timeout_s`);
 - after a timeout, the other custom actions of the same turn (the contact form's validation, the next action)
   fail at once instead of waiting again, so a hung action server costs a turn one timeout, not three;
@@ -68,13 +70,28 @@ def turn_of(tracker: Any) -> tuple[str, str | None]:
     return tracker.sender_id, getattr(latest, "message_id", None)
 
 
+def _red_flag_turn(tracker: Any) -> bool:
+    """This turn's message gets the emergency instruction (see mesocare.escalation_trigger)."""
+    from mesocare.escalation_trigger import on_red_flag_path
+    from mesocare.levels import ASKED_LEVEL_SLOT
+
+    latest = getattr(tracker, "latest_message", None)
+    try:
+        asked = tracker.get_slot(ASKED_LEVEL_SLOT)
+    except Exception:  # noqa: BLE001 - a tracker without the slot
+        asked = None
+    return on_red_flag_path(getattr(latest, "parse_data", None), asked)
+
+
 def install(settings: Settings | None = None) -> aiohttp.ClientTimeout:
     """Replace Rasa's 5-minute action timeout (read by RemoteAction.run, also for form validation) and
     wrap RemoteAction.run with the per-turn breaker and the duration log line."""
     from rasa.core.actions import action
     from rasa.shared.exceptions import RasaException
 
-    timeout = client_timeout(settings or get_settings())
+    settings = settings or get_settings()
+    timeout = client_timeout(settings)
+    red_flag_limit = min(settings.action_timeout_red_flag_s, settings.action_timeout_s)
     action.DEFAULT_REQUEST_TIMEOUT = timeout
     remote = action.RemoteAction
     if getattr(remote.run, "_mesocare_bounded", False):
@@ -88,8 +105,9 @@ def install(settings: Settings | None = None) -> aiohttp.ClientTimeout:
             log.warning("action %s skipped: the action server timed out earlier in this turn", self.name())
             raise RasaException(f"custom action '{self.name()}' skipped after a timeout in this turn")
         started = time.monotonic()
+        limit = red_flag_limit if _red_flag_turn(tracker) else timeout.total
         try:
-            events = await original(self, output_channel, nlg, tracker, domain)
+            events = await asyncio.wait_for(original(self, output_channel, nlg, tracker, domain), limit)
         except Exception as exc:
             elapsed = time.monotonic() - started
             if not timed_out(exc):
@@ -98,7 +116,7 @@ def install(settings: Settings | None = None) -> aiohttp.ClientTimeout:
                 raise
             breaker.trip(turn)
             log.warning("action %s timed out after %.0f ms (limit %.1f s)", self.name(), elapsed * 1000,
-                        timeout.total)
+                        limit)
             raise RasaException(f"custom action '{self.name()}' timed out") from None
         log.info("action %s answered in %.0f ms", self.name(), (time.monotonic() - started) * 1000)
         return events

@@ -133,7 +133,11 @@ class Settings:
     # Rasa -> action server: total time per custom-action call and its connect part, in seconds. The
     # emergency instruction is sent before the escalation action; the worker stores the case if it fails.
     # Healthy calls take 20-40 ms (max 220 ms, the first call, PostgreSQL); a hung server: reply in ~1.3 s.
-    action_timeout_s: float = field(default_factory=lambda: float(_env("MESOCARE_ACTION_TIMEOUT_S", "1.0")))
+    # On a turn that carries a red flag the instruction must not wait: MESOCARE_ACTION_TIMEOUT_RED_FLAG_S.
+    # Every other turn (forms with a DB write) may wait longer under load: MESOCARE_ACTION_TIMEOUT_S.
+    action_timeout_red_flag_s: float = field(
+        default_factory=lambda: float(_env("MESOCARE_ACTION_TIMEOUT_RED_FLAG_S", "1.0")))
+    action_timeout_s: float = field(default_factory=lambda: float(_env("MESOCARE_ACTION_TIMEOUT_S", "10.0")))
     action_connect_timeout_s: float = field(
         default_factory=lambda: float(_env("MESOCARE_ACTION_CONNECT_TIMEOUT_S", "0.3")))
     # Rasa's SQL event broker (endpoints.yml `event_broker`), read by `mesocare worker`.

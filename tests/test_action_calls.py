@@ -20,9 +20,11 @@ from mesocare import action_calls
 from mesocare.settings import Settings
 
 
-async def _call(port: int, sender: str, message_id: str) -> float:
+async def _call(port: int, sender: str, message_id: str, level: str | None = None) -> float:
     """Seconds until RemoteAction.run gives up (it must raise RasaException)."""
-    tracker = DialogueStateTracker.from_events(sender, [UserUttered("hi", message_id=message_id)])
+    parse = {"intent": {"name": "report_symptoms"}, "safety": {"level": level}}
+    tracker = DialogueStateTracker.from_events(
+        sender, [UserUttered("hi", intent=parse["intent"], parse_data=parse, message_id=message_id)])
     action = RemoteAction("action_red_flag_escalation", EndpointConfig(f"http://127.0.0.1:{port}/webhook"))
     started = time.monotonic()
     with pytest.raises(RasaException):
@@ -31,17 +33,14 @@ async def _call(port: int, sender: str, message_id: str) -> float:
     return time.monotonic() - started
 
 
-async def _against_a_hung_server() -> list[float]:
+async def _against_a_hung_server(*turns: tuple[str, str, str | None]) -> list[float]:
     async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(30)
 
     server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        first = await _call(port, "c1", "m1")
-        same_turn = await _call(port, "c1", "m1")  # e.g. the contact form's validation after it
-        next_turn = await _call(port, "c1", "m2")
-        return [first, same_turn, next_turn]
+        return [await _call(port, sender, message_id, level) for sender, message_id, level in turns]
     finally:
         server.close()
 
@@ -55,7 +54,8 @@ def test_a_hung_action_server_costs_a_turn_one_timeout(monkeypatch: pytest.Monke
     timeout = action_calls.install(Settings(action_timeout_s=0.4, action_connect_timeout_s=0.2))
     assert (timeout.total, timeout.sock_connect) == (0.4, 0.2)
     action_calls.install(Settings(action_timeout_s=0.4, action_connect_timeout_s=0.2))  # idempotent
-    first, same_turn, next_turn = asyncio.run(_against_a_hung_server())
+    first, same_turn, next_turn = asyncio.run(_against_a_hung_server(
+        ("c1", "m1", None), ("c1", "m1", None), ("c1", "m2", None)))  # same turn: e.g. the contact form
     assert 0.35 < first < 2.0
     assert same_turn < 0.1, "the rest of the turn does not wait again"
     assert 0.35 < next_turn < 2.0, "a new message tries the action server again"
@@ -70,3 +70,16 @@ def test_timeouts_are_recognised_behind_rasa_exceptions() -> None:
     except RasaException as exc:
         assert action_calls.timed_out(exc)
     assert not action_calls.timed_out(RasaException("connection refused"))
+
+
+def test_a_red_flag_turn_waits_less_than_an_ordinary_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The instruction is already out on a red-flag turn; a form turn may wait longer under load."""
+    from rasa.core.actions import action
+
+    monkeypatch.setattr(RemoteAction, "run", RemoteAction.run)
+    monkeypatch.setattr(action, "DEFAULT_REQUEST_TIMEOUT", action.DEFAULT_REQUEST_TIMEOUT)
+    action_calls.install(Settings(action_timeout_s=1.5, action_timeout_red_flag_s=0.3,
+                                  action_connect_timeout_s=0.2))
+    red_flag, ordinary = asyncio.run(_against_a_hung_server(("r", "m1", "E0"), ("o", "m1", None)))
+    assert 0.25 < red_flag < 1.0
+    assert 1.4 < ordinary < 3.0
