@@ -47,6 +47,8 @@ def test_report_marker_keeps_a_question_a_report(nlp, marker: str) -> None:
     ("white patch on my lip, what should I do?", "E1"),
     ("could it blind me? my vision has been blurry since this morning", "E0"),
     ("I can't see any light in my left eye", "E0"),
+    ("I can't see it, my left eye has gone dark", "E0"),
+    ("I had a small bruise but you can't see it now", None),
     ("can it blind you?", None),
     ("does skin necrosis really happen?", None),
     ("what do you do if a patient goes into anaphylaxis?", None),
@@ -121,6 +123,12 @@ def test_uncertainty_never_negates(nlp, cue: str) -> None:
 def test_not_a_symptom_phrase_hides_only_itself(nlp, phrase: str) -> None:
     assert level(nlp, phrase) is None
     assert level(nlp, f"{phrase}. {REPORT}") == "E0"
+
+
+@pytest.mark.parametrize("phrase", load_lexicon()["symptoms"]["not_a_symptom_anaphoric"]["phrases"])
+def test_anaphoric_phrase_hides_sight_only_after_an_antecedent(nlp, phrase: str) -> None:
+    assert "R1" not in assess_text(nlp, f"I can feel two small lumps on my cheek but {phrase}").rows
+    assert level(nlp, f"since this morning {phrase} properly") == "E0"
 
 
 @pytest.mark.parametrize("cue", CUES["post_negation"])

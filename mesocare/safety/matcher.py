@@ -182,6 +182,27 @@ def _read_time(by_label: dict[str, list[Span]], trajectories: list[Span], findin
         findings.time_text = best[1].text
 
 
+ANAPHORIC = "not_a_symptom_anaphoric"  # "can't see them": hides a sight word only after an antecedent
+_NOT_ANTECEDENTS = frozenset({ANAPHORIC, "not_a_symptom"})
+
+
+def _resolve_anaphoric(symptoms: list[Span], all_spans: list[Span], scope: Scope) -> list[Span]:
+    """Keep an anaphoric not-a-symptom phrase only if its sentence names something before it ("I can feel
+    lumps but can't see them"); otherwise drop it and restore the symptoms it covered ("I can't see it")."""
+    out = list(symptoms)
+    for s in symptoms:
+        if concept_of(s) != ANAPHORIC:
+            continue
+        lo, _ = scope.sentence_bounds(s.start)
+        antecedent = any(lo <= o.start < s.start and concept_of(o) not in _NOT_ANTECEDENTS
+                         for o in symptoms if o is not s)
+        if not antecedent:
+            out.remove(s)
+            out += [o for o in all_spans if s.start <= o.start and o.end <= s.end
+                    and concept_of(o) not in _NOT_ANTECEDENTS and o not in out]
+    return sorted(out, key=lambda x: (x.start, x.end))
+
+
 def read_doc(doc: Doc) -> Findings:
     """Read one Doc: mentions with their status, areas, allergens, time, trajectory, downplaying."""
     lexicon = load_lexicon()
@@ -194,6 +215,7 @@ def read_doc(doc: Doc) -> Findings:
     modifiers = _drop_contained(by_label.get("MODIFIER", []))
     trajectories = _longest(by_label.get("TRAJECTORY", []))
     scope = Scope(doc, _cue_spans(by_label, symptoms + modifiers + trajectories))
+    symptoms = _resolve_anaphoric(symptoms, by_label.get("SYMPTOM", []), scope)
     history_starts = [h.start for h in by_label.get("HISTORY", [])]
     talk_end = {c.end for c in by_label.get("TALK_ABOUT", [])}
     exempt = _post_negation_exempt()
