@@ -162,7 +162,9 @@ def test_staff_reply_reaches_the_patient_through_rasa_and_the_action_server(
     messages.add_message(sender, "nina", "Hello, this is nurse Nina.", url=live_stack.db_url)
     out = messages.execute_action(live_stack.rasa_url, live_stack.rasa_jwt_secret, sender,
                                   "action_staff_relay")
-    assert [m.get("text") for m in out["messages"]] == ["Hello, this is nurse Nina."]
+    assert [m.get("text") for m in out["messages"] if m.get("text")] == ["Hello, this is nurse Nina."]
+    # the widget's speaker marker travels with it (actions/handoff.py)
+    assert any((m.get("custom") or {}).get("data", {}).get("speaker") == "staff" for m in out["messages"])
     assert messages.pending(sender, url=live_stack.db_url) == []
     with pytest.raises(requests.HTTPError) as err:
         messages.execute_action(live_stack.rasa_url, "w" * 43, sender, "action_staff_relay")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
-from db_helpers import pg_available, set_pg_connections, temp_pg_database
+from db_helpers import set_pg_connections, temp_pg_database
 
 from mesocare import escalations, outbox
 from mesocare.db.session import dispose_all, upgrade_head
@@ -72,7 +72,6 @@ def test_sqlite_unavailable_then_delivered_once(env: Path, tmp_path: Path,
     assert rows[0]["rules"] == ["R1"] and rows[0]["contact_phone"] == "07700 900123"
 
 
-@pytest.mark.skipif(not pg_available(), reason="PostgreSQL on 127.0.0.1:5432 is not running")
 def test_postgres_unavailable_then_delivered_once(env: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     with temp_pg_database() as (url, name):
