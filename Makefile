@@ -22,7 +22,7 @@ export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 # No telemetry from Rasa (no third-party request at any time).
 export RASA_TELEMETRY_ENABLED := false
 
-.PHONY: help setup venv spacy encoder npm browser train run shell run-prod validate test test-unit crossval eval-nlu eval-safety bench lint lock clean db
+.PHONY: help setup venv spacy encoder npm debian train run shell run-prod validate test test-unit crossval eval-nlu eval-safety bench lint lock clean db
 
 help:
 	@echo "make run    - set up everything, train if needed, start bot (5005), actions (5055), staff (8000), site (8080)"
@@ -63,14 +63,16 @@ $(STAMP_NPM): web/package.json web/package-lock.json
 
 npm: $(STAMP_NPM)
 
-browser:
+# Debian packages: chromium (browser tests), nginx (run-prod and its tests).
+debian:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
 
 db: $(STAMP_VENV)
 	@mkdir -p var
 	$(BIN)/mesocare db upgrade
 
-setup: venv spacy encoder npm browser db
+setup: venv spacy encoder npm debian db
 
 $(STAMP_MODEL): $(STAMP_VENV) $(SPACY_MODEL)/meta.json $(STAMP_ENCODER) $(TRAIN_INPUTS)
 	$(RASA) train --fixed-model-name mesocare --out models
@@ -84,7 +86,6 @@ run: setup $(STAMP_MODEL)
 
 # Production shape: N Rasa + M action servers behind nginx on :8081, PostgreSQL, Redis, RabbitMQ (.env.example).
 run-prod: setup $(STAMP_MODEL)
-	@command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
 	$(PY) -m mesocare.prod
 
 # Rasa sends the action server `make run`'s shared secret (endpoints.yml reads it from the environment).
@@ -144,7 +145,6 @@ crossval: setup
 
 # MesoCare next to Rasa's starter bot (bench/results/latest.md); the older micro-benchmarks: scripts/bench.py.
 bench: setup $(STAMP_MODEL)
-	@command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
 	$(PY) -m bench
 
 lock:
