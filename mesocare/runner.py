@@ -34,6 +34,9 @@ from mesocare.settings import (
 )
 
 BIN = Path(sys.executable).parent
+CHILD_UMASK = 0o077
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
 WORKER_STATE = "worker.offset"  # mesocare.worker's last handled event id, in the stack's var folder
 
 
@@ -155,9 +158,14 @@ class Stack:
         env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false"}
         svc.log_path = svc.log_path or self.log_dir / f"{svc.name}.log"
         svc.started_at = time.time()
-        with open(svc.log_path, "ab") as log:  # the child has its own copy of the descriptor
+        self.log_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        fd = os.open(svc.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
+        os.fchmod(fd, PRIVATE_FILE)  # also a log left by an older run
+        with open(fd, "ab") as log:  # the child has its own copy of the descriptor
+            # umask 077: what the children create (Rasa's tracker and event DBs, logs) is the owner's only.
             svc.proc = subprocess.Popen(
-                svc.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                svc.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                umask=CHILD_UMASK,
             )
 
     def respawn(self, svc: Service) -> None:
@@ -377,8 +385,8 @@ def local_secrets(var_dir: Path | None = None) -> dict[str, str]:
     """Every secret: from the environment when set there, else from var/secrets/<NAME>, created on first
     use (folder 0700, files 0600, written with those modes from the start)."""
     folder = (var_dir or VAR) / "secrets"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    folder.chmod(0o700)
+    folder.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    folder.chmod(PRIVATE_DIR)
     legacy = folder.parent / "rasa-token"  # the old API token; Rasa's API now takes a JWT
     legacy.unlink(missing_ok=True)
     values = {}
@@ -389,13 +397,13 @@ def local_secrets(var_dir: Path | None = None) -> dict[str, str]:
 
 def _stored_secret(path: Path, name: str) -> str:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
     except FileExistsError:
         pass
     else:
         with os.fdopen(fd, "w") as out:
             out.write(new_secret(name) + "\n")
-    path.chmod(0o600)  # also tightens a file someone copied in with wider permissions
+    path.chmod(PRIVATE_FILE)  # also tightens a file someone copied in with wider permissions
     value = path.read_text().strip()
     if not value:
         raise SystemExit(f"error: {path} is empty; delete it and start again to create a new {name}")
