@@ -26,8 +26,10 @@ def main(argv: list[str] | None = None) -> None:
     from rasa.__main__ import main as rasa_main
 
     from mesocare import action_calls
+    from mesocare.db.session import tune_sqlite_everywhere
 
     action_calls.install()  # action calls time out in seconds, not Rasa's 5 minutes
+    tune_sqlite_everywhere()  # make run's SQLite tracker store and event broker
 
     rasa_main()
 
