@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -47,6 +51,8 @@ QUESTIONS = [
 REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
                "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
                "--logfile", "/var/log/redis/ci.log"]
+RABBITMQCTL = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+RABBITMQ_OUTAGE_S = 12.0
 
 
 @dataclass
@@ -63,12 +69,15 @@ class Prod:
     def instance(self, i: int) -> str:
         return f"http://127.0.0.1:{self.ports.rasa[i % len(self.ports.rasa)]}"
 
-    def tracker_user_texts(self, sender: str) -> list[str]:
+    def tracker_events(self, sender: str) -> list[dict]:
         resp = requests.get(f"{self.instance(0)}/conversations/{sender}/tracker",
                             params={"include_events": "ALL"}, headers=rasa_api_headers(self.jwt_secret),
                             timeout=30)
         resp.raise_for_status()
-        return [e["text"] for e in resp.json()["events"] if e["event"] == "user"]
+        return resp.json()["events"]
+
+    def tracker_user_texts(self, sender: str) -> list[str]:
+        return [e["text"] for e in self.tracker_events(sender) if e["event"] == "user"]
 
     def red_flag_escalations(self) -> dict[str, int]:
         engine = create_engine(self.cfg.db_url)
@@ -111,6 +120,36 @@ async def _queue_messages(name: str, delete: bool) -> int:
         if delete:
             await queue.delete(if_unused=False, if_empty=False)
         return count
+    finally:
+        await conn.close()
+
+
+async def _audit_queue(name: str) -> None:
+    """A durable queue bound to Rasa's fanout exchange: a copy of every event Rasa publishes."""
+    import aio_pika
+
+    conn = await aio_pika.connect(BROKER)
+    try:
+        channel = await conn.channel()
+        exchange = await channel.declare_exchange("rasa-exchange", aio_pika.ExchangeType.FANOUT)
+        queue = await channel.declare_queue(name, durable=True)
+        await queue.bind(exchange, "")
+    finally:
+        await conn.close()
+
+
+async def _drain(name: str) -> list[dict]:
+    """Take every message now in queue `name` (decoded events)."""
+    import aio_pika
+
+    conn = await aio_pika.connect(BROKER)
+    try:
+        channel = await conn.channel()
+        queue = await channel.declare_queue(name, passive=True)
+        events = []
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            events.append(json.loads(message.body))
+        return events
     finally:
         await conn.close()
 
@@ -255,6 +294,122 @@ def test_redis_down_the_patient_still_gets_the_emergency_reply(prod: Prod) -> No
 
 
 @pytest.mark.live
+def test_rabbitmq_down_the_action_path_covers_then_the_broker_path_recovers(prod: Prod) -> None:
+    """RabbitMQ stopped (`rabbitmqctl stop_app`, always started again): every patient is answered and the
+    action path stores exactly one escalation per red-flag conversation. RabbitMQ back: with both action
+    servers stopped (so only the worker can store a case) red flags in new conversations are escalated
+    from the queue: Rasa and the worker reconnected by themselves, and every event of the outage reached
+    RabbitMQ afterwards (an audit queue bound to Rasa's fanout exchange holds each one exactly once).
+
+    What Rasa (rasa/core/brokers/pika.py, aio-pika 8 robust connection) does with the events of the outage:
+    publishing is a background task, so the turn never waits for the broker; a failed publish is logged at
+    error level (mesocare/logscrub.py redacts the event) and the event is kept in the instance's memory
+    (`_unpublished_events`), then published again by the reconnect callback once RabbitMQ answers (aio-pika
+    retries every 5 s), in each instance's order: a conversation whose turns went to both instances may
+    reach the worker out of order. Buffered, not lost, unless the instance stops or dies before RabbitMQ
+    is back: that buffer is in memory only (then the action path's record is the only one)."""
+    if not Path(RABBITMQCTL).exists():  # a failure, never a skip (like a missing service in `prod`)
+        pytest.fail("rabbitmqctl not found: RabbitMQ must be installed for tests/test_prod.py")
+    run = uuid.uuid4().hex[:8]
+    down_red = [f"rmq-down-{run}-red-{i}" for i in range(3)]
+    down_plain = [f"rmq-down-{run}-faq-{i}" for i in range(2)]
+    back_red = [f"rmq-back-{run}-red-{i}" for i in range(3)]
+    worker = prod.stack.service("worker")
+    assert worker.proc is not None and worker.log_path is not None
+    worker_pid = worker.proc.pid
+    audit = f"{prod.cfg.broker_queue}_audit"
+    asyncio.run(_audit_queue(audit))
+    timings: dict[str, float] = {}
+    try:
+        try:
+            started = time.monotonic()
+            subprocess.run([RABBITMQCTL, "stop_app"], check=True, capture_output=True, timeout=60)
+            assert _wait(lambda: not _amqp_up(), 10), "RabbitMQ still accepts connections"
+            stopped = time.monotonic()
+            timings["stop_app"] = stopped - started
+            for i, cid in enumerate(down_red):
+                started = time.monotonic()
+                assert is_emergency(post(prod.instance(i), cid, RED_FLAG, timeout=30)), cid
+                timings[f"red flag reply {i}"] = time.monotonic() - started
+                assert post(prod.instance(i + 1), cid, "what is mesolifting", timeout=30), cid
+            for i, cid in enumerate(down_plain):
+                assert post(prod.instance(i), cid, QUESTIONS[i + 2], timeout=30), cid
+            # stored by the action path: nothing reaches the worker while RabbitMQ is down
+            escalated = {c: n for c, n in prod.red_flag_escalations().items()
+                         if c.startswith(f"rmq-down-{run}")}
+            assert escalated == {cid: 1 for cid in down_red}
+            # longer than aio-pika's 5 s reconnect interval: Rasa's and the worker's first attempts fail
+            time.sleep(max(0.0, RABBITMQ_OUTAGE_S - (time.monotonic() - stopped)))
+            assert not _amqp_up(), "RabbitMQ came back during phase 1"
+        finally:
+            # Rasa's exchange is not durable: RabbitMQ's restart drops it with the audit queue's binding
+            # (the worker's and Rasa's robust channels declare and bind again). Rasa is held still (SIGSTOP)
+            # until the audit queue is bound again, so that it sees what Rasa publishes on reconnecting.
+            rasa = [svc.proc for svc in prod.stack.services
+                    if svc.name.startswith("rasa-") and svc.proc and svc.proc.poll() is None]
+            for proc in rasa:
+                os.killpg(proc.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                subprocess.run([RABBITMQCTL, "start_app"], capture_output=True, timeout=120)
+                subprocess.run([RABBITMQCTL, "await_startup"], capture_output=True, timeout=120)
+                assert _wait(_amqp_up, 60), "RabbitMQ did not come back"
+                timings["start_app"] = time.monotonic() - started
+                asyncio.run(_audit_queue(audit))
+            finally:
+                for proc in rasa:
+                    os.killpg(proc.pid, signal.SIGCONT)
+        down_ids = _escalation_ids(prod, down_red)
+
+        # phase 2: only the worker can store a case (both action servers stopped)
+        actions = [svc.name for svc in prod.stack.services if svc.name.startswith("actions-")]
+        try:
+            for name in actions:
+                prod.stack.stop_service(name)
+            started = time.monotonic()
+            for i, cid in enumerate(back_red):
+                assert is_emergency(post(prod.instance(i), cid, RED_FLAG, timeout=30)), cid
+            # Rasa and the worker retry every 5 s: allow a few rounds
+            stored = _wait(lambda: set(back_red) <= set(prod.red_flag_escalations()), 45)
+            assert stored, "the worker stored no escalation from the queue after RabbitMQ came back"
+            timings["broker path: escalations stored"] = time.monotonic() - started
+        finally:
+            for name in actions:
+                if prod.stack.service(name).proc.poll() is not None:
+                    prod.stack.start_service(name)
+        escalated = {c: n for c, n in prod.red_flag_escalations().items()
+                     if c.startswith((f"rmq-down-{run}", f"rmq-back-{run}"))}
+        assert escalated == {cid: 1 for cid in down_red + back_red}
+
+        # every event of these conversations reached RabbitMQ once, the outage's included
+        conversations = down_red + down_plain + back_red
+        stored_events = sorted((cid, e["event"], e["timestamp"])
+                               for cid in conversations for e in prod.tracker_events(cid))
+        published: list[dict] = []
+
+        def caught_up() -> bool:
+            published.extend(e for e in asyncio.run(_drain(audit)) if e.get("sender_id") in conversations)
+            return len(published) >= len(stored_events)
+
+        assert _wait(caught_up, 30), f"{len(published)} of {len(stored_events)} events reached RabbitMQ"
+        assert sorted((e["sender_id"], e["event"], e["timestamp"]) for e in published) == stored_events
+    finally:
+        asyncio.run(_queue_messages(audit, delete=True))
+    # the worker reconnected by itself (same process, its log says it retried) and handled the outage's
+    # events after the restart: it merged them into the action's records
+    assert worker.proc.pid == worker_pid and worker.proc.poll() is None
+    merged = _wait(lambda: all(f"escalation {i} merged" in worker.log_path.read_text() for i in down_ids), 30)
+    assert merged, "the red flags sent while RabbitMQ was down never reached the worker"
+    log_text = worker.log_path.read_text()
+    assert re.search(r"Connection attempt to .* failed", log_text), "the worker never retried"
+    assert "guest:guest@" not in log_text
+    assert _wait(lambda: asyncio.run(_queue_messages(prod.cfg.broker_queue, delete=False)) == 0, 60)
+    stamps = {cid: [e["timestamp"] for e in published if e["sender_id"] == cid] for cid in conversations}
+    print("timings (s):", {k: round(v, 1) for k, v in timings.items()}, "| events in RabbitMQ:",
+          len(published), "| order kept per conversation:", all(t == sorted(t) for t in stamps.values()))
+
+
+@pytest.mark.live
 def test_kill_one_instance_mid_run(prod: Prod) -> None:
     """kill -9 one Rasa instance while 20 conversations run: the client retries the failed turn on the
     other instance; every patient is answered and no escalation is lost (runs last: it kills rasa-2)."""
@@ -310,6 +465,23 @@ def test_kill_one_instance_mid_run(prod: Prod) -> None:
 def _redis_up() -> bool:
     ping = subprocess.run(["redis-cli", "ping"], capture_output=True, text=True, timeout=5)
     return ping.stdout.strip() == "PONG"
+
+
+def _amqp_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def _escalation_ids(prod: Prod, conversations: list[str]) -> list[int]:
+    engine = create_engine(prod.cfg.db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id FROM escalations WHERE trigger = 'red_flag' "
+                                 "AND conversation_id = ANY(:c)"), {"c": conversations}).all()
+    engine.dispose()
+    return [r[0] for r in rows]
 
 
 def _wait(check, seconds: float) -> bool:  # noqa: ANN001 - a predicate
