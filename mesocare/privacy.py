@@ -35,7 +35,7 @@ from mesocare.db.models import (
 )
 from mesocare.db.session import session_scope
 from mesocare.settings import Settings, get_settings
-from mesocare.transcripts import _EVENTS, read_transcript
+from mesocare.transcripts import TRACKER_EVENTS, read_transcript
 from mesocare.transcripts import _engine as tracker_engine
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,8 @@ def _last_activity(settings: Settings) -> dict[str, datetime]:
 
     engine = _tracker(settings)
     if engine is not None:
-        query = select(_EVENTS.c.sender_id, func.max(_EVENTS.c.timestamp)).group_by(_EVENTS.c.sender_id)
+        events = TRACKER_EVENTS
+        query = select(events.c.sender_id, func.max(events.c.timestamp)).group_by(events.c.sender_id)
         with engine.connect() as conn:
             for cid, ts in conn.execute(query):
                 if ts is not None:
@@ -172,10 +173,10 @@ def _delete_tracker(settings: Settings, cids: list[str], dry_run: bool) -> int:
     count = 0
     with engine.begin() as conn:
         for chunk in _chunks(cids):
-            where = _EVENTS.c.sender_id.in_(chunk)
-            count += conn.execute(select(func.count()).select_from(_EVENTS).where(where)).scalar_one()
+            where = TRACKER_EVENTS.c.sender_id.in_(chunk)
+            count += conn.execute(select(func.count()).select_from(TRACKER_EVENTS).where(where)).scalar_one()
             if not dry_run:
-                conn.execute(delete(_EVENTS).where(where))
+                conn.execute(delete(TRACKER_EVENTS).where(where))
     return count
 
 

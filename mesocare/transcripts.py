@@ -11,12 +11,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-_EVENTS = sa.table(
+# Rasa's SQL tracker store table (rasa.core.tracker_store.SQLTrackerStore): defined once, read by the
+# transcripts, the insights and the worker.
+TRACKER_EVENTS = sa.table(
     "events",
     sa.column("id", sa.Integer),
     sa.column("sender_id", sa.String),
     sa.column("type_name", sa.String),
     sa.column("timestamp", sa.Float),
+    sa.column("intent_name", sa.String),
     sa.column("data", sa.Text),
 )
 
@@ -97,10 +100,11 @@ def read_transcript(tracker_db_url: str, conversation_id: str) -> list[Transcrip
     if not sa.inspect(engine).has_table("events"):
         return []
     query = (
-        sa.select(_EVENTS.c.id, _EVENTS.c.type_name, _EVENTS.c.timestamp, _EVENTS.c.data)
-        .where(_EVENTS.c.sender_id == conversation_id)
-        .where(_EVENTS.c.type_name.in_(("user", "bot")))
-        .order_by(_EVENTS.c.id)
+        sa.select(TRACKER_EVENTS.c.id, TRACKER_EVENTS.c.type_name, TRACKER_EVENTS.c.timestamp,
+                  TRACKER_EVENTS.c.data)
+        .where(TRACKER_EVENTS.c.sender_id == conversation_id)
+        .where(TRACKER_EVENTS.c.type_name.in_(("user", "bot")))
+        .order_by(TRACKER_EVENTS.c.id)
     )
     with engine.connect() as conn:
         rows = conn.execute(query).fetchall()
@@ -120,10 +124,10 @@ def latest_slot_value(tracker_db_url: str, conversation_id: str, slot: str) -> A
     if not sa.inspect(engine).has_table("events"):
         return None
     query = (
-        sa.select(_EVENTS.c.data)
-        .where(_EVENTS.c.sender_id == conversation_id)
-        .where(_EVENTS.c.type_name == "slot")
-        .order_by(_EVENTS.c.id.desc())
+        sa.select(TRACKER_EVENTS.c.data)
+        .where(TRACKER_EVENTS.c.sender_id == conversation_id)
+        .where(TRACKER_EVENTS.c.type_name == "slot")
+        .order_by(TRACKER_EVENTS.c.id.desc())
     )
     with engine.connect() as conn:
         for (data,) in conn.execute(query):

@@ -36,6 +36,7 @@ from mesocare.db.session import make_engine
 from mesocare.escalation_trigger import intent_of, on_red_flag_path, red_flag_escalation
 from mesocare.levels import ASKED_LEVEL_SLOT, FAIL_CLOSED_LEVEL, HAPPENING_NOW_INTENT
 from mesocare.settings import VAR, get_settings
+from mesocare.transcripts import TRACKER_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,10 @@ MAX_TRIES = 5
 STATE_FILE = "worker.offset"
 _REMEMBERED = 10_000  # conversations whose asked level the worker keeps in memory
 
-# Rasa's SQL event broker table (rasa.core.brokers.sql.SQLEventBroker) and its tracker store's.
+# Rasa's SQL event broker table (rasa.core.brokers.sql.SQLEventBroker); its tracker store's is
+# mesocare.transcripts.TRACKER_EVENTS.
 BROKER_EVENTS = sa.table("events", sa.column("id", sa.Integer), sa.column("sender_id", sa.String),
                          sa.column("data", sa.Text))
-TRACKER_EVENTS = sa.table("events", sa.column("id", sa.Integer), sa.column("sender_id", sa.String),
-                          sa.column("type_name", sa.String), sa.column("data", sa.Text))
 
 
 class AskedLevels:

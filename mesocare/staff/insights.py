@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from mesocare.db.models import PRIORITIES, Escalation
 from mesocare.db.session import session_scope
+from mesocare.transcripts import TRACKER_EVENTS
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 731  # the longest period one page may ask for
@@ -29,15 +30,7 @@ REQUEST_HUMAN_INTENT = "request_human"
 MEASURES = ("acknowledge", "resolve")
 DAY_SECONDS = 86400
 
-EVENTS = sa.table(
-    "events",
-    sa.column("id", sa.Integer),
-    sa.column("sender_id", sa.String),
-    sa.column("type_name", sa.String),
-    sa.column("timestamp", sa.Float),
-    sa.column("intent_name", sa.String),
-    sa.column("data", sa.Text),
-)
+EVENTS = TRACKER_EVENTS
 # Indexes the project adds to Rasa's `events` table (Rasa itself only indexes sender_id). Both are
 # harmless to Rasa: it only inserts and reads by sender_id. Created by ensure_tracker_indexes().
 TRACKER_INDEXES = {
