@@ -29,6 +29,7 @@ from rasa.core.lock_store import LOCK_LIFETIME, InMemoryLockStore, LockError, Re
 from rasa.utils.endpoints import EndpointConfig
 
 logger = logging.getLogger(__name__)
+TICKET_ATTEMPTS = 3  # tickets one message may take when the one it waited on expired
 
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 DEFAULT_SOCKET_TIMEOUT_S = 2.0  # Rasa's default is 10 s: a hung Redis would hold every turn that long
@@ -112,15 +113,17 @@ class SafeRedisLockStore(RedisLockStore):
     ) -> AsyncGenerator[TicketLock, None]:
         """Rasa's ticket lock in Redis; this instance's in-memory lock when Redis is unreachable."""
         try:
-            try:
+            for attempt in range(TICKET_ATTEMPTS):
                 ticket = self.issue_ticket(conversation_id, lock_lifetime)
-                acquired = await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
-            except LockError:
-                # Our ticket vanished while we waited (it expired behind a crashed instance's ticket): Rasa
-                # would drop the message (REST answers []); queue again once instead.
-                logger.warning("lock store: ticket lost while waiting; queueing again")
-                ticket = self.issue_ticket(conversation_id, lock_lifetime)
-                acquired = await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
+                try:
+                    acquired = await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
+                    break
+                except LockError:
+                    # Our ticket vanished while we waited (it expired behind a crashed instance's ticket):
+                    # Rasa would drop the message (REST answers []); queue again instead, a few times.
+                    if attempt == TICKET_ATTEMPTS - 1:
+                        raise
+                    logger.warning("lock store: ticket lost while waiting; queueing again")
         except REDIS_DOWN:
             self._warn("lock store: Redis unreachable; this instance uses its own lock until it is back")
             async with self._local.lock(conversation_id, lock_lifetime, wait_time_in_seconds) as local:

@@ -304,7 +304,9 @@ def nginx_config(cfg: ProdConfig, ports: ProdPorts, prefix: Path) -> str:
         "MAX_BODY_BYTES": max_body,
         "RASA_SERVERS": "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;"
                                   for p in ports.rasa),
-        "ACTION_SERVERS": "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;"
+        # max_fails=0: an action server that is back is used at once (with 1, both servers down for a
+        # moment left nginx with "no live upstreams" for fail_timeout, and form turns came back empty).
+        "ACTION_SERVERS": "\n".join(f"        server 127.0.0.1:{p} max_fails=0;"
                                     for p in ports.actions),
         "STAFF_PORT": str(ports.staff),
         "SITE_PORT": str(ports.site),
