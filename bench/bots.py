@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from bench.load import wait_first_answer
-from mesocare.prod import ProdConfig, ProdPorts, prepare, warm_up
+from mesocare.prod import ProdConfig, ProdPorts, drop_database, prepare, warm_up
 from mesocare.runner import BIN, Stack, free_port, free_ports, isolated_stack, new_secrets
 from mesocare.settings import RASA_JWT_SECRET, ROOT
 
@@ -138,7 +138,7 @@ def start_prod(model: Path, work: Path, instances: int = 2) -> Running:
     def stop() -> None:
         stack.stop()
         for url in (cfg.db_url, cfg.tracker_db_url):
-            _drop(url)
+            drop_database(url)
         _delete_queue(tag)
 
     try:
@@ -150,16 +150,6 @@ def start_prod(model: Path, work: Path, instances: int = 2) -> Running:
         raise
     return Running("run-prod", [cfg.public_url], startup, _pids(stack, "rasa"), _pids(stack), stop,
                    cfg.db_url)
-
-
-def _drop(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    admin = create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                     {"n": name})
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
 
 
 def _delete_queue(name: str) -> None:

@@ -39,6 +39,19 @@ def _line(e: dict[str, Any]) -> str:
             f"{e['created_at'][:19]}  {e['conversation_id']}  {','.join(e['rules']) or '-'}  {contact}")
 
 
+def _write_out(text: str, path: str | None, what: str) -> None:
+    """Patient data to `path`, readable by this user only (0600), or to standard output."""
+    if not path:
+        sys.stdout.write(text)
+        return
+    from mesocare.outbox import FILE_MODE
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+    print(f"wrote {what} to {path}", file=sys.stderr)
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from mesocare.db.session import upgrade_head
 
@@ -111,12 +124,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         for row in rows:
             writer.writerow({k: ";".join(v) if isinstance(v, list) else v for k, v in row.items()})
         text = buf.getvalue()
-    if args.out:
-        with open(args.out, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        print(f"wrote {len(rows)} escalation(s) to {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    _write_out(text, args.out, f"{len(rows)} escalation(s)")
     return 0
 
 
@@ -164,15 +172,7 @@ def cmd_privacy_export(args: argparse.Namespace) -> int:
     from mesocare import privacy
 
     text = privacy.dumps(privacy.export(args.conversation_id, _cli_actor(args))) + "\n"
-    if args.out:
-        from mesocare.outbox import FILE_MODE
-
-        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        print(f"wrote the export to {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    _write_out(text, args.out, "the export")
     return 0
 
 

@@ -232,6 +232,19 @@ def ensure_database(url: str) -> bool:
         engine.dispose()
 
 
+def drop_database(url: str) -> None:
+    """Drop the PostgreSQL database of `url` (tests and the benchmark clean up their private ones)."""
+    name = make_url(url).database
+    engine = create_engine(admin_url(url), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                         {"n": name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    finally:
+        engine.dispose()
+
+
 def prepare_databases(cfg: ProdConfig, env: dict[str, str]) -> None:
     """Create both databases if missing, migrate the escalation DB and create Rasa's tracker table, once."""
     for url in (cfg.db_url, cfg.tracker_db_url):

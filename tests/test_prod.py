@@ -29,6 +29,7 @@ from mesocare.prod import (
     ProdError,
     ProdPorts,
     check_services,
+    drop_database,
     nginx_config,
     pool_sizes,
     prepare,
@@ -97,16 +98,6 @@ def post(url: str, sender: str, message: str, timeout: float = 90) -> list[dict]
 
 def is_emergency(replies: list[dict]) -> bool:
     return any(r.get("custom", {}).get("data", {}).get("urgency") == "emergency" for r in replies)
-
-
-def _drop(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    admin = create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                     {"n": name})
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
 
 
 async def _queue_messages(name: str, delete: bool) -> int:
@@ -179,7 +170,7 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prod]:
     finally:
         stack.stop()
         for url in (cfg.db_url, cfg.tracker_db_url):
-            _drop(url)
+            drop_database(url)
         try:
             asyncio.run(_queue_messages(tag, delete=True))
         except Exception:  # noqa: BLE001 - the queue may not exist if Rasa never started
