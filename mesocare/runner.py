@@ -37,7 +37,7 @@ BIN = Path(sys.executable).parent
 CHILD_UMASK = 0o077
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
-WORKER_STATE = "worker.offset"  # mesocare.worker's last handled event id, in the stack's var folder
+WORKER_READY = "worker.ready"  # mesocare.worker touches it at every poll, in the stack's var folder
 
 
 @dataclass(frozen=True)
@@ -60,22 +60,20 @@ def free_ports() -> Ports:
     return Ports(free_port(), free_port(), free_port(), free_port())
 
 
-def write_endpoints(path: Path, actions_port: int, tracker_db: Path, events_db: Path | None = None) -> Path:
-    """Write a Rasa endpoints file: local action server (Rasa sends it the shared secret, which Rasa
-    substitutes from its environment), SQLite tracker store, and with `events_db` the SQL event broker
-    that `mesocare worker` reads (as in endpoints.yml)."""
+def write_endpoints(path: Path, actions_port: int, tracker_db: Path) -> Path:
+    """Write a Rasa endpoints file as endpoints.yml: local action server (Rasa sends it the shared secret,
+    which Rasa substitutes from its environment), SQLite tracker store with the worker's event queue."""
     text = (
         "action_endpoint:\n"
         f'  url: "http://127.0.0.1:{actions_port}/webhook"\n'
         "  headers:\n"
         f"    {ACTION_SECRET_HEADER}: ${{{ACTION_SECRET}}}\n"
         "tracker_store:\n"
-        "  type: SQL\n"
+        "  type: mesocare.tracker_store.MesoCareSQLTrackerStore\n"
         '  dialect: "sqlite"\n'
         f'  db: "{tracker_db}"\n'
+        "  event_queue: true\n"
     )
-    if events_db is not None:
-        text += f'event_broker:\n  type: SQL\n  dialect: "sqlite"\n  db: "{events_db}"\n'
     path.write_text(text)
     return path
 
@@ -102,8 +100,8 @@ class Stack:
     log_dir: Path
     services: list[Service] = field(default_factory=list)
     with_web: bool = True
-    with_worker: bool = True  # needs the SQL event broker in `endpoints` and MESOCARE_EVENTS_DB_URL
-    var_dir: Path = VAR  # the worker's state file
+    with_worker: bool = True  # needs `event_queue: true` on the tracker store in `endpoints`
+    var_dir: Path = VAR  # the worker's ready file
 
     def __post_init__(self) -> None:
         p = self.ports
@@ -129,9 +127,9 @@ class Stack:
             ),
         ]
         if self.with_worker:
-            state = self.var_dir / WORKER_STATE
+            ready = self.var_dir / WORKER_READY
             self.services.append(
-                Service("worker", [mesocare, "worker", "--state", str(state)], None, ready_path=state)
+                Service("worker", [mesocare, "worker", "--ready", str(ready)], None, ready_path=ready)
             )
         if self.with_web:
             self.services += [
@@ -346,13 +344,11 @@ def isolated_stack(
         "MESOCARE_TRACKER_DB_URL": f"sqlite:///{base / 'tracker.db'}",
         "MESOCARE_OUTBOX_DIR": str(base / "outbox"),
         "MESOCARE_RASA_URL": f"http://127.0.0.1:{ports.rasa}",
-        "MESOCARE_EVENTS_DB_URL": f"sqlite:///{base / 'events.db'}",
         **new_secrets(),
     }
     upgrade = [str(BIN / "mesocare"), "db", "upgrade"]
     subprocess.run(upgrade, env={**os.environ, **env}, check=True, timeout=120)
-    endpoints = write_endpoints(base / "endpoints.yml", ports.actions, base / "tracker.db",
-                                base / "events.db")
+    endpoints = write_endpoints(base / "endpoints.yml", ports.actions, base / "tracker.db")
     return Stack(ports, model, endpoints, env, log_dir or base / "logs", var_dir=base)
 
 
@@ -428,13 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     ports: Ports = args.ports
     env = default_env()
-    # Rasa's SQL event broker (endpoints.yml) and the worker that reads it: one SQLite file under var/.
-    env["MESOCARE_EVENTS_DB_URL"] = f"sqlite:///{VAR / 'events.db'}"
     endpoints = ROOT / "endpoints.yml"
     if ports != Ports() or VAR != ROOT / "var":
         env["MESOCARE_RASA_URL"] = f"http://127.0.0.1:{ports.rasa}"
-        endpoints = write_endpoints(VAR / "endpoints.yml", ports.actions, VAR / "tracker.db",
-                                    VAR / "events.db")
+        endpoints = write_endpoints(VAR / "endpoints.yml", ports.actions, VAR / "tracker.db")
     stack = Stack(ports, Path(args.model), endpoints, env, VAR / "log")
     # Ctrl-C and `kill` stop the children too, also when started from a script that ignores SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)

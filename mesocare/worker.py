@@ -1,17 +1,18 @@
-"""`mesocare worker`: the second, durable path for red-flag escalations, fed by Rasa's event broker.
+"""`mesocare worker`: the second, durable path for red-flag escalations, fed by Rasa's events.
 
-Rasa publishes every tracker event (a user message with its parse data, including the red-flag net's
-`safety`) to its event broker when it saves the conversation. For each user message on the red-flag path
-(the rule in mesocare/escalation_trigger.py, shared with action_red_flag_escalation) the worker stores the
-escalation with the same idempotent call as the action (`outbox.store_escalation` ->
-`escalations.create_or_update`, trigger "red_flag"), so the case exists, and staff are notified, even when
-the action server is down, hung or crashed; when both paths run they converge on one record.
+Every user message (with its parse data, including the red-flag net's `safety`) reaches the worker when Rasa
+saves the conversation. For each user message on the red-flag path (the rule in
+mesocare/escalation_trigger.py, shared with action_red_flag_escalation) the worker stores the escalation with
+the same idempotent call as the action (`outbox.store_escalation` -> `escalations.create_or_update`, trigger
+"red_flag"), so the case exists, and staff are notified, even when the action server is down, hung or
+crashed; when both paths run they converge on one record.
 
-Brokers: `run_sql_broker` polls Rasa's SQL event broker (`make run`: var/events.db) and remembers the last
-event id it handled in a state file (0600), so a restart neither loses nor repeats an event; it deletes
-handled rows (they hold message text), keeping the newest one so SQLite never reuses an id. Any other
-broker (e.g. a RabbitMQ consumer) calls `handle_event(event)` for each decoded message and acknowledges
-it afterwards; `handle_event` never raises for an unreachable escalation DB (the outbox keeps the case).
+Sources: `run_event_queue` polls the table mesocare_event_queue that `make run`'s tracker store writes in the
+same transaction as the tracker (mesocare/tracker_store.py), oldest first, and deletes each row once handled
+(rows hold message text); a crash in between repeats an event, which changes nothing. `make run-prod`'s
+RabbitMQ consumer (mesocare/prod_worker.py) calls `handle_event(event)` for each decoded message and
+acknowledges it afterwards; `handle_event` never raises for an unreachable escalation DB (the outbox keeps
+the case).
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
-import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -35,7 +34,8 @@ from mesocare import logscrub, outbox
 from mesocare.db.session import make_engine
 from mesocare.escalation_trigger import intent_of, on_red_flag_path, red_flag_escalation
 from mesocare.levels import ASKED_LEVEL_SLOT, FAIL_CLOSED_LEVEL, HAPPENING_NOW_INTENT
-from mesocare.settings import VAR, get_settings
+from mesocare.settings import get_settings
+from mesocare.tracker_store import EVENT_QUEUE
 from mesocare.transcripts import TRACKER_EVENTS
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,8 @@ log = logging.getLogger(__name__)
 POLL_S = 0.5  # staff must hear of an emergency within 10 s of the message
 BATCH = 200
 MAX_TRIES = 5
-STATE_FILE = "worker.offset"
 _REMEMBERED = 10_000  # conversations whose asked level the worker keeps in memory
 
-# Rasa's SQL event broker table (rasa.core.brokers.sql.SQLEventBroker); its tracker store's is
-# mesocare.transcripts.TRACKER_EVENTS.
-BROKER_EVENTS = sa.table("events", sa.column("id", sa.Integer), sa.column("sender_id", sa.String),
-                         sa.column("data", sa.Text))
 
 
 class AskedLevels:
@@ -143,112 +138,83 @@ def handle_event(event: dict[str, Any], asked: AskedLevels | None = None) -> Non
         log.warning("escalation DB unavailable: red flag (level %s) queued in the outbox", fields["level"])
 
 
-class Offset:
-    """The id of the last broker event handled, in a small JSON file (0600), replaced atomically."""
+class Failures:
+    """How often the oldest queued event has failed (in memory): after MAX_TRIES it is skipped."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.value = 0
-        self._failures: dict[int, int] = {}
-        if path.exists():
-            self.value = int(json.loads(path.read_text())["last_id"])
-        else:
-            self.save(0)
+    def __init__(self) -> None:
+        self._counts: dict[int, int] = {}
 
-    def save(self, value: int) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.path.parent)  # mode 0600
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"last_id": value}, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        self.value = value
-
-    def failed(self, event_id: int) -> int:
-        """Count one more failure of `event_id` (in memory); returns the count."""
-        self._failures = {event_id: self._failures.get(event_id, 0) + 1}
-        return self._failures[event_id]
-
-    def touch(self) -> None:
-        """Heartbeat: the file's time says the worker is polling (the runner waits for it at start)."""
-        os.utime(self.path)
+    def add(self, event_id: int) -> int:
+        self._counts = {event_id: self._counts.get(event_id, 0) + 1}
+        return self._counts[event_id]
 
 
-def poll_once(engine: Engine, offset: Offset, asked: AskedLevels, batch: int = BATCH) -> int:
-    """Handle the broker events after `offset` (oldest first); returns how many were handled.
+def poll_once(
+    engine: Engine, asked: AskedLevels, failures: Failures | None = None, batch: int = BATCH
+) -> int:
+    """Handle the queued events (oldest first) and delete them; returns how many were handled.
 
     An event whose handling raises stops the batch and is tried again at the next poll; after
     MAX_TRIES it is skipped with an error line, so one bad event never holds back the ones behind it.
     """
+    failures = failures or Failures()
     with engine.connect() as conn:
-        if not sa.inspect(conn).has_table("events"):
-            return 0  # Rasa creates the table when it starts
-        newest = conn.execute(sa.select(sa.func.max(BROKER_EVENTS.c.id))).scalar()
-        if newest is not None and newest < offset.value:
-            log.warning("broker events restart at id %d, below the saved offset %d: reading them all",
-                        newest, offset.value)
-            offset.save(0)
-        rows = conn.execute(sa.select(BROKER_EVENTS.c.id, BROKER_EVENTS.c.data)
-                            .where(BROKER_EVENTS.c.id > offset.value)
-                            .order_by(BROKER_EVENTS.c.id).limit(batch)).all()
-    handled = 0
+        if not sa.inspect(conn).has_table(EVENT_QUEUE.name):
+            return 0  # the tracker store creates it when Rasa starts
+        rows = conn.execute(sa.select(EVENT_QUEUE.c.id, EVENT_QUEUE.c.data)
+                            .order_by(EVENT_QUEUE.c.id).limit(batch)).all()
+    done: list[int] = []
     for event_id, data in rows:
         try:
             _handle_row(event_id, data, asked)
         except Exception as exc:  # noqa: BLE001 - the worker must outlive any one event
-            tries = offset.failed(event_id)
+            tries = failures.add(event_id)
             if tries < MAX_TRIES:
-                log.error("broker event %d failed (%s), try %d of %d", event_id, type(exc).__name__,
+                log.error("queued event %d failed (%s), try %d of %d", event_id, type(exc).__name__,
                           tries, MAX_TRIES)
                 break
-            log.error("broker event %d skipped after %d failures (%s)", event_id, tries, type(exc).__name__)
-        offset.save(event_id)  # after the event: a crash in between repeats it, which changes nothing
-        handled += 1
-    if handled:
-        with engine.begin() as conn:  # handled rows hold message text: keep only the newest
-            conn.execute(sa.delete(BROKER_EVENTS).where(BROKER_EVENTS.c.id < offset.value))
-    return handled
+            log.error("queued event %d skipped after %d failures (%s)", event_id, tries, type(exc).__name__)
+        done.append(event_id)
+    if done:
+        with engine.begin() as conn:  # handled rows hold message text
+            conn.execute(sa.delete(EVENT_QUEUE).where(EVENT_QUEUE.c.id.in_(done)))
+    return len(done)
 
 
 def _handle_row(event_id: int, data: str, asked: AskedLevels) -> None:
     try:
         event = json.loads(data)
     except (TypeError, ValueError):
-        log.error("broker event %d is not JSON: skipped", event_id)
+        log.error("queued event %d is not JSON: skipped", event_id)
         return
     if isinstance(event, dict):
         if event.get("event") == "user":
-            log.info("broker event %d: user message", event_id)
+            log.info("queued event %d: user message", event_id)
         handle_event(event, asked)
 
 
-def run_sql_broker(
-    url: str, state_path: Path, *, poll_s: float = POLL_S, stop: threading.Event | None = None,
-    tracker_db_url: str | None = None,
+def run_event_queue(
+    url: str, ready: Path | None = None, *, poll_s: float = POLL_S, stop: threading.Event | None = None,
 ) -> None:
-    """Poll Rasa's SQL event broker at `url` until `stop` is set; also deliver the escalation outbox."""
+    """Poll the event queue in the tracker DB at `url` until `stop` is set; also deliver the escalation
+    outbox. `ready` (a file) is touched at every poll: the runner waits for it at start."""
     stop = stop or threading.Event()
     engine = make_engine(url)
-    offset = Offset(state_path)
-    asked = AskedLevels(tracker_db_url)
-    log.info("worker: reading %s after event %d, every %.1f s",
-             sa.engine.make_url(url).render_as_string(hide_password=True), offset.value, poll_s)
+    asked, failures = AskedLevels(url), Failures()
+    log.info("worker: reading %s every %.1f s", sa.engine.make_url(url).render_as_string(hide_password=True),
+             poll_s)
     while not stop.is_set():
         read = 0
         try:
-            read = poll_once(engine, offset, asked)
+            read = poll_once(engine, asked, failures)
         except SQLAlchemyError as exc:
-            log.warning("event broker DB unavailable (%s); retrying", type(exc).__name__)
+            log.warning("tracker DB unavailable (%s); retrying", type(exc).__name__)
         outbox.deliver_if_due()  # also the action server's job; both may run (idempotent)
-        offset.touch()
+        if ready is not None:
+            ready.touch(mode=0o600)
         if read == 0:
             stop.wait(poll_s)
-    log.info("worker: stopped after event %d", offset.value)
+    log.info("worker: stopped")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -260,16 +226,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run_sql_broker(args.events_url or settings.events_db_url, Path(args.state), poll_s=args.poll,
-                   stop=stop, tracker_db_url=settings.tracker_db_url)
+    run_event_queue(args.tracker_url or settings.tracker_db_url, Path(args.ready) if args.ready else None,
+                    poll_s=args.poll, stop=stop)
     return 0
 
 
 def register(subparsers: Any) -> None:
     """Add `worker` to the `mesocare` command line."""
-    p = subparsers.add_parser("worker", help="store red-flag escalations from Rasa's event broker")
-    p.add_argument("--events-url", help="the SQL event broker's database (default: MESOCARE_EVENTS_DB_URL)")
-    p.add_argument("--state", default=str(VAR / STATE_FILE),
-                   help=f"file holding the last event id handled (default: var/{STATE_FILE})")
+    p = subparsers.add_parser("worker", help="store red-flag escalations from the tracker's event queue")
+    p.add_argument("--tracker-url", help="the tracker DB with the queue (default: MESOCARE_TRACKER_DB_URL)")
+    p.add_argument("--ready", help="file touched at every poll (the runner waits for it)")
     p.add_argument("--poll", type=float, default=POLL_S, help="seconds between polls when idle")
     p.set_defaults(func=cmd_worker)

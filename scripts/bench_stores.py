@@ -1,7 +1,8 @@
-"""Where `make run`'s time goes: Rasa alone (no action server) with the tracker store in memory, in SQLite,
-and in SQLite plus the SQL event broker; FAQ REST latency and turns/s at concurrency 1 and 8.
+"""Where `make run`'s time goes: Rasa alone (no action server) with the tracker store in memory, in SQLite
+(Rasa's SQLTrackerStore), in SQLite plus Rasa's SQL event broker, and MesoCare's store with its event queue
+(`mesocare`, as `make run`); FAQ REST latency and turns/s at concurrency 1 and 8.
 
-Usage: .venv/bin/python scripts/bench_stores.py [memory|sqlite|sqlite_broker ...]
+Usage: .venv/bin/python scripts/bench_stores.py [memory|sqlite|sqlite_broker|mesocare ...]
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def endpoints(variant: str, base: Path) -> Path:
         text += f'tracker_store:\n  type: SQL\n  dialect: "sqlite"\n  db: "{base}/tracker.db"\n'
     if variant == "sqlite_broker":
         text += f'event_broker:\n  type: SQL\n  dialect: "sqlite"\n  db: "{base}/events.db"\n'
+    if variant == "mesocare":
+        text += ("tracker_store:\n  type: mesocare.tracker_store.MesoCareSQLTrackerStore\n"
+                 f'  dialect: "sqlite"\n  db: "{base}/tracker.db"\n  event_queue: true\n')
     path = base / "endpoints.yml"
     path.write_text(text)
     return path
@@ -84,5 +88,5 @@ def measure(variant: str) -> None:
 
 
 if __name__ == "__main__":
-    for name in sys.argv[1:] or ["memory", "sqlite", "sqlite_broker"]:
+    for name in sys.argv[1:] or ["memory", "sqlite", "sqlite_broker", "mesocare"]:
         measure(name)

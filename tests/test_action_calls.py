@@ -83,3 +83,37 @@ def test_a_red_flag_turn_waits_less_than_an_ordinary_turn(monkeypatch: pytest.Mo
     red_flag, ordinary = asyncio.run(_against_a_hung_server(("r", "m1", "E0"), ("o", "m1", None)))
     assert 0.25 < red_flag < 1.0
     assert 1.4 < ordinary < 3.0
+
+
+def test_answers_are_validated_as_rasa_does_with_the_schema_checked_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import jsonschema
+    from rasa.core.actions import action
+
+    monkeypatch.setattr(RemoteAction, "run", RemoteAction.run)
+    monkeypatch.setattr(RemoteAction, "_validate_action_result", RemoteAction._validate_action_result)
+    monkeypatch.setattr(action, "DEFAULT_REQUEST_TIMEOUT", action.DEFAULT_REQUEST_TIMEOUT)
+    answers = [
+        {"events": [{"event": "slot", "name": "phone", "value": "x"}], "responses": [{"text": "hi"}]},
+        {"events": [], "responses": []},
+        {"events": [{"event": "not-an-event"}], "responses": []},
+        {"events": "not a list"},
+        {"events": [{"event": "slot"}], "responses": [{"text": 3}]},
+    ]
+    remote = RemoteAction("action_x", None)
+
+    def outcome(answer: dict) -> str:
+        try:
+            return str(remote._validate_action_result(answer))
+        except jsonschema.ValidationError as exc:
+            return exc.message
+
+    rasa_outcomes = [outcome(a) for a in answers]
+    action_calls.install(Settings(action_timeout_s=1.0))
+    checks: list[int] = []
+    cls = jsonschema.validators.validator_for(RemoteAction.action_response_format_spec())
+    monkeypatch.setattr(cls, "check_schema", classmethod(lambda c, s, **kw: checks.append(1)))
+    assert [outcome(a) for a in answers[:2]] == rasa_outcomes[:2] == ["True", "True"]
+    assert checks == []  # valid answers: the schema is not checked again
+    assert [outcome(a) for a in answers] == rasa_outcomes  # invalid ones: Rasa's own error message
+    assert all("Failed to validate Action server response" in o for o in rasa_outcomes[2:])

@@ -172,13 +172,13 @@ def test_staff_reply_reaches_the_patient_through_rasa_and_the_action_server(
 
 
 def test_files_the_stack_creates_are_private(live_stack) -> None:
-    """Rasa's tracker and event databases and every log are the owner's only (the runner's umask 077)."""
+    """Rasa's tracker database (with the worker's queue) and every log are the owner's only (umask 077)."""
     import stat
     from pathlib import Path
 
     assert live_stack.send(live_stack.new_sender(), "hello")
     created = [Path(live_stack.env[key].removeprefix("sqlite:///"))
-               for key in ("MESOCARE_TRACKER_DB_URL", "MESOCARE_EVENTS_DB_URL") if key in live_stack.env]
+               for key in ("MESOCARE_TRACKER_DB_URL",)]
     created += [svc.log_path for svc in live_stack.stack.services if svc.log_path]
     assert len(created) >= 4
     for path in created:

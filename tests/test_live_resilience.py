@@ -1,5 +1,5 @@
 """Nothing lost: the escalation DB down, the action server down or hung, the worker restarted (live Rasa
-server, action server and `mesocare worker` reading Rasa's SQL event broker)."""
+server, action server and `mesocare worker` reading the tracker store's event queue)."""
 
 from __future__ import annotations
 
@@ -51,10 +51,10 @@ def _timed_send(live_stack, sender: str, text: str) -> tuple[float, str]:
 
 
 def _worker_handled_ids(live_stack, pids: set[int]) -> list[int]:
-    """Broker event ids the worker processes `pids` logged as handled (other test sessions may share
+    """Queued event ids the worker processes `pids` logged as handled (other test sessions may share
     the log file: their lines carry other pids)."""
     text = Path(live_stack.stack.service("worker").log_path).read_text()
-    found = re.findall(r"\[(\d+)\] mesocare\.worker broker event (\d+): user message", text)
+    found = re.findall(r"\[(\d+)\] mesocare\.worker queued event (\d+): user message", text)
     return [int(event) for pid, event in found if int(pid) in pids]
 
 
@@ -167,5 +167,5 @@ def test_worker_restarted_no_event_lost_or_handled_twice(live_stack) -> None:
         _ensure_running(live_stack, "actions")
         _ensure_running(live_stack, "worker")
     ids = _worker_handled_ids(live_stack, pids)
-    assert len(ids) >= 3 and len(ids) == len(set(ids)), "every broker event is handled once"
+    assert len(ids) >= 3 and len(ids) == len(set(ids)), "every queued event is handled once"
     assert len(_escalations(live_stack, before)) == 1

@@ -1,5 +1,5 @@
-"""`mesocare worker`: red-flag escalations from Rasa's event broker (Rasa's own SQL broker writes the rows),
-the same record as action_red_flag_escalation, a durable offset, nothing handled twice or lost."""
+"""`mesocare worker`: red-flag escalations from the tracker store's event queue (written by the real store),
+the same record as action_red_flag_escalation, nothing handled twice or lost."""
 
 from __future__ import annotations
 
@@ -18,13 +18,15 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from cryptography.fernet import Fernet
-from rasa.core.brokers.sql import SQLEventBroker
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import Event
 
 from mesocare import escalations, outbox, worker
 from mesocare.db.session import dispose_all, make_engine, upgrade_head
 from mesocare.escalation_trigger import on_red_flag_path, red_flag_escalation
 from mesocare.safety.rasa_component import failed_safety
 from mesocare.settings import ROOT
+from mesocare.tracker_store import EVENT_QUEUE, MesoCareSQLTrackerStore
 
 SAFETY_E0 = {"level": "E0", "priority": "emergency", "rules": ["R1"], "symptoms": ["blurred vision"],
              "time_since": {"text": "2 hours ago", "hours": 2}}
@@ -194,82 +196,109 @@ def test_escalation_db_down_goes_to_the_outbox(db_url: str, tmp_path: Path) -> N
     assert [r["level"] for r in rows(db_url, "w-9")] == ["E0"]
 
 
-# ---------- the SQL event broker loop ----------
+# ---------- the event queue loop (written by mesocare.tracker_store.MesoCareSQLTrackerStore) ----------
+class Queue:
+    """The tracker store of `make run`, with its event queue: `publish` saves one event in a conversation."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = MesoCareSQLTrackerStore(domain=Domain.load(str(ROOT / "domain.yml")), dialect="sqlite",
+                                             db=str(path), event_queue=True)
+        self.url = f"sqlite:///{path}"
+
+    def publish(self, event: dict[str, Any]) -> None:
+        async def save() -> None:
+            sender = event["sender_id"]
+            tracker = await self.store.retrieve(sender) or self.store.init_tracker(sender)
+            tracker.update(Event.from_parameters({k: v for k, v in event.items() if k != "sender_id"}))
+            await self.store.save(tracker)
+
+        asyncio.run(save())
+
+
 @pytest.fixture
-def broker(tmp_path: Path) -> tuple[SQLEventBroker, str]:
-    """Rasa's own SQL event broker, writing the table the worker reads."""
-    path = tmp_path / "events.db"
-    return SQLEventBroker(db=str(path)), f"sqlite:///{path}"
+def queue(tmp_path: Path) -> Queue:
+    return Queue(tmp_path / "tracker.db")
 
 
 def handled_ids(caplog: pytest.LogCaptureFixture) -> list[int]:
     return [int(m.group(1)) for r in caplog.records
-            if (m := re.match(r"broker event (\d+): user message", r.getMessage()))]
+            if (m := re.match(r"queued event (\d+): user message", r.getMessage()))]
 
 
-def test_poll_handles_each_event_once_across_restarts(db_url: str, tmp_path: Path, broker: Any,
+def queued_ids(engine: sa.engine.Engine) -> list[int]:
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(sa.select(EVENT_QUEUE.c.id).order_by(EVENT_QUEUE.c.id))]
+
+
+def test_the_store_queues_user_messages_and_the_asked_level_slot_only(queue: Queue) -> None:
+    queue.publish(user_event("q-1", RED_FLAG_TEXT, SAFETY_E0))
+    queue.publish(slot_event("q-1", "asked_red_flag_level", "E1"))
+    queue.publish(slot_event("q-1", "handoff_active", True))  # not the worker's
+    queue.publish({"sender_id": "q-1", "event": "bot", "timestamp": time.time(), "text": "Please call 999"})
+    with make_engine(queue.url).connect() as conn:
+        rows_ = conn.execute(sa.select(EVENT_QUEUE.c.data).order_by(EVENT_QUEUE.c.id))
+        data = [json.loads(d) for (d,) in rows_]
+        tracker_rows = conn.execute(sa.text("SELECT count(*) FROM events WHERE sender_id = 'q-1'")).scalar()
+    assert [(d["sender_id"], d["event"], d.get("name")) for d in data] == [
+        ("q-1", "user", None), ("q-1", "slot", "asked_red_flag_level")]
+    assert data[0]["parse_data"]["safety"] == SAFETY_E0
+    assert tracker_rows == 4  # every event in Rasa's table, each once
+
+
+def test_poll_handles_each_event_once_and_deletes_it(db_url: str, queue: Queue,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="mesocare.worker")
-    rasa_broker, url = broker
-    engine = make_engine(url)
-    state = tmp_path / "state" / "worker.offset"
-    rasa_broker.publish(user_event("p-1", RED_FLAG_TEXT, SAFETY_E0))
-    rasa_broker.publish(slot_event("p-1", "asked_red_flag_level", None))
-    rasa_broker.publish(user_event("p-2", "hello", SAFETY_NONE, intent="greet"))
-    first = worker.Offset(state)
-    assert stat.S_IMODE(state.stat().st_mode) == 0o600
-    assert worker.poll_once(engine, first, worker.AskedLevels()) == 3
-    assert json.loads(state.read_text()) == {"last_id": 3}
-    # handled rows (message text) are deleted, the newest is kept so SQLite never reuses its id
-    with engine.connect() as conn:
-        assert [r[0] for r in conn.execute(sa.text("SELECT id FROM events"))] == [3]
-    # "restart": a new Offset from the file; new events only
-    rasa_broker.publish(user_event("p-3", RED_FLAG_TEXT, SAFETY_E0, message_id="m3"))
-    second = worker.Offset(state)
-    assert second.value == 3
-    assert worker.poll_once(engine, second, worker.AskedLevels()) == 1
-    assert worker.poll_once(engine, second, worker.AskedLevels()) == 0
+    engine = make_engine(queue.url)
+    queue.publish(user_event("p-1", RED_FLAG_TEXT, SAFETY_E0))
+    queue.publish(slot_event("p-1", "asked_red_flag_level", None))
+    queue.publish(user_event("p-2", "hello", SAFETY_NONE, intent="greet"))
+    assert worker.poll_once(engine, worker.AskedLevels()) == 3
+    assert queued_ids(engine) == []  # handled rows (message text) are deleted
+    queue.publish(user_event("p-3", RED_FLAG_TEXT, SAFETY_E0, message_id="m3"))
+    assert queued_ids(engine) == [4]  # ids are never reused
+    assert worker.poll_once(engine, worker.AskedLevels()) == 1
+    assert worker.poll_once(engine, worker.AskedLevels()) == 0
     assert handled_ids(caplog) == [1, 3, 4]  # every user event once
     assert [len(rows(db_url, s)) for s in ("p-1", "p-2", "p-3")] == [1, 0, 1]
 
 
-def test_a_failing_event_is_retried_then_skipped_and_never_blocks_the_rest(
-        db_url: str, tmp_path: Path, broker: Any) -> None:
-    rasa_broker, url = broker
-    engine = make_engine(url)
+def test_a_failing_event_is_retried_then_skipped_and_never_blocks_the_rest(db_url: str, queue: Queue) -> None:
+    engine = make_engine(queue.url)
     bad = user_event("b-1", RED_FLAG_TEXT, SAFETY_E0)
     bad["parse_data"] = "not an object"  # handle_event raises on it
-    rasa_broker.publish(bad)
-    rasa_broker.publish(user_event("b-2", RED_FLAG_TEXT, SAFETY_E0))
-    offset = worker.Offset(tmp_path / "worker.offset")
+    with engine.begin() as conn:
+        conn.execute(EVENT_QUEUE.insert(), [{"sender_id": "b-1", "data": json.dumps(bad)}])
+    queue.publish(user_event("b-2", RED_FLAG_TEXT, SAFETY_E0))
+    failures = worker.Failures()
     for _ in range(worker.MAX_TRIES - 1):
-        assert worker.poll_once(engine, offset, worker.AskedLevels()) == 0
-        assert offset.value == 0 and rows(db_url, "b-2") == []
-    assert worker.poll_once(engine, offset, worker.AskedLevels()) == 2
-    assert len(rows(db_url, "b-2")) == 1
+        assert worker.poll_once(engine, worker.AskedLevels(), failures) == 0
+        assert rows(db_url, "b-2") == [] and len(queued_ids(engine)) == 2
+    assert worker.poll_once(engine, worker.AskedLevels(), failures) == 2
+    assert len(rows(db_url, "b-2")) == 1 and queued_ids(engine) == []
 
 
-def test_event_table_recreated_below_the_offset_is_read_from_the_start(
-        db_url: str, tmp_path: Path, broker: Any) -> None:
-    rasa_broker, url = broker
-    state = tmp_path / "worker.offset"
-    worker.Offset(state).save(500)  # an old offset, from before the events DB was replaced
-    rasa_broker.publish(user_event("r-1", RED_FLAG_TEXT, SAFETY_E0))
-    assert worker.poll_once(make_engine(url), worker.Offset(state), worker.AskedLevels()) == 1
-    assert len(rows(db_url, "r-1")) == 1
+def test_a_crash_before_the_delete_repeats_the_event_which_changes_nothing(db_url: str, queue: Queue) -> None:
+    engine = make_engine(queue.url)
+    queue.publish(user_event("c-1", RED_FLAG_TEXT, SAFETY_E0))
+    with engine.connect() as conn:
+        event = json.loads(conn.execute(sa.select(EVENT_QUEUE.c.data)).scalar_one())
+    worker.handle_event(event, worker.AskedLevels())  # handled, then "crashed" before deleting the row
+    assert worker.poll_once(engine, worker.AskedLevels()) == 1
+    [case] = rows(db_url, "c-1")
+    assert case["level"] == "E0" and updates(db_url, case["id"]) == ["escalation.create"]
 
 
-def test_run_sql_broker_polls_until_stopped(db_url: str, tmp_path: Path, broker: Any) -> None:
-    rasa_broker, url = broker
+def test_run_event_queue_polls_until_stopped(db_url: str, tmp_path: Path, queue: Queue) -> None:
     stop = threading.Event()
-    state = tmp_path / "worker.offset"
-    loop = threading.Thread(target=worker.run_sql_broker, args=(url, state),
+    ready = tmp_path / "worker.ready"
+    loop = threading.Thread(target=worker.run_event_queue, args=(queue.url, ready),
                             kwargs={"poll_s": 0.1, "stop": stop})
     loop.start()
     try:
         time.sleep(0.3)
+        assert stat.S_IMODE(ready.stat().st_mode) == 0o600
         started = time.monotonic()
-        rasa_broker.publish(user_event("l-1", RED_FLAG_TEXT, SAFETY_E0))
+        queue.publish(user_event("l-1", RED_FLAG_TEXT, SAFETY_E0))
         while not rows(db_url, "l-1") and time.monotonic() - started < 5:
             time.sleep(0.05)
         assert rows(db_url, "l-1"), "the worker stores the case within a few polls"
@@ -277,4 +306,4 @@ def test_run_sql_broker_polls_until_stopped(db_url: str, tmp_path: Path, broker:
         stop.set()
         loop.join(timeout=5)
     assert not loop.is_alive()
-    assert worker.Offset(state).value == 1
+    assert queued_ids(make_engine(queue.url)) == []

@@ -67,8 +67,8 @@ def _fast_sqlite(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connecti
 
 
 def tune_sqlite_everywhere() -> None:
-    """For every SQLite engine of this process, also those Rasa creates (tracker store, SQL event broker):
-    one SQLite transaction per event with an fsync each made `make run` several times slower."""
+    """For every SQLite engine of this process, also those Rasa creates (tracker store): an fsync per commit
+    made `make run` several times slower."""
     if not event.contains(Engine, "connect", _fast_sqlite):
         event.listen(Engine, "connect", _fast_sqlite)
 
