@@ -104,13 +104,16 @@ def _pids(stack: Stack, prefix: str | None = None) -> list[int]:
     return [s.proc.pid for s in stack.services if s.proc and (prefix is None or s.name.startswith(prefix))]
 
 
-def start_mesocare(model: Path, work: Path) -> Running:
-    """MesoCare as `make run` starts it (runner: Rasa, actions, worker, staff, site) on private files."""
-    base = work / "mesocare"
+def start_mesocare(model: Path, work: Path, name: str = "mesocare", env: dict[str, str] | None = None
+                   ) -> Running:
+    """MesoCare as `make run` starts it (runner: Rasa, actions, worker, staff, site) on private files;
+    `env`: settings for every process (e.g. MESOCARE_ENCODER_CACHE_SIZE=0)."""
+    base = work / name
     base.mkdir(parents=True, exist_ok=True)
     ports = free_ports()
     started = time.monotonic()
     stack = isolated_stack(base, ports, model)
+    stack.env.update(env or {})
     stack.start()
     url = f"http://127.0.0.1:{ports.rasa}"
     try:
@@ -118,7 +121,7 @@ def start_mesocare(model: Path, work: Path) -> Running:
     except BaseException:  # also Ctrl-C: never leave the children running
         stack.stop()
         raise
-    return Running("mesocare", [url], startup, _pids(stack, "rasa"), _pids(stack), stack.stop,
+    return Running(name, [url], startup, _pids(stack, "rasa"), _pids(stack), stack.stop,
                    stack.env["MESOCARE_DB_URL"])
 
 

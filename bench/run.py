@@ -8,6 +8,8 @@ import json
 import os
 import platform
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,7 +22,11 @@ from mesocare.settings import configured
 
 OUT = Path(__file__).resolve().parent / "results"
 LEVELS = (1, 8, 32)
-SYSTEMS = ("starter", "mesocare", "prod")  # Rasa's starter bot, `make run`, `make run-prod` with 2 instances
+# Rasa's starter bot; `make run`; `make run` with the encoder's cache off, so that the sentence encoder runs
+# on every message (the conversations repeat their texts, which the cache would answer); `make run-prod`
+# with 2 instances.
+SYSTEMS = ("starter", "mesocare", "cold", "prod")
+NO_ENCODER_CACHE = {"MESOCARE_ENCODER_CACHE_SIZE": "0"}
 SOAK_CONCURRENCY = 16
 # A conversation per path, 5 turns each. The starter bot has no FAQ, form or database: both of its paths are
 # its own mood conversation, the closest thing it has.
@@ -102,6 +108,14 @@ def soak(system: bots.Running, key: str, progress: Progress, seconds: float) -> 
     return summary
 
 
+def encoder_figures() -> dict[str, Any]:
+    """What the sentence encoder adds per message (median, p95), its load time and memory."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bench_encoder.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True,
+                          timeout=600, env={**os.environ, **bots.QUIET_ENV})
+    return json.loads(done.stdout)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="MesoCare next to Rasa's starter bot (bench/results/).")
     parser.add_argument("--soak", type=float, default=float(configured("MESOCARE_BENCH_SOAK_S") or 300),
@@ -122,8 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="mesocare-bench-") as tmp:
         work = Path(tmp)
+        if {"mesocare", "cold", "prod"} & set(systems):
+            progress.set("sentence encoder alone (scripts/bench_encoder.py, its own process)")
+            results["encoder"] = encoder_figures()
+            progress.done(f"encoder: {results['encoder']['per_message_ms']}")
         model = folder = work
-        if {"mesocare", "prod"} & set(systems):
+        if {"mesocare", "cold", "prod"} & set(systems):
             progress.set("training MesoCare (rasa train, empty cache)")
             model, results["mesocare_train_s"] = bots.train_mesocare(work)
             progress.done(f"MesoCare trained in {results['mesocare_train_s']:.0f} s")
@@ -135,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, start in (
             ("starter", lambda: bots.start_starter(folder, work / "logs")),
             ("mesocare", lambda: bots.start_mesocare(model, work)),
+            ("cold", lambda: bots.start_mesocare(model, work, "mesocare-cold", NO_ENCODER_CACHE)),
             ("prod", lambda: bots.start_prod(model, work)),
         ):
             if key not in systems:
@@ -144,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             progress.done(f"{key}: first answer {system.startup_s:.1f} s after the start")
             try:
                 bot_key = "starter" if key == "starter" else "mesocare"
-                results[key] = measure(system, bot_key, progress, 0 if key == "prod" else args.soak)
+                soak_s = args.soak if key in ("starter", "mesocare") else 0
+                results[key] = measure(system, bot_key, progress, soak_s)
             finally:
                 system.stop()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,6 @@ MAX_TOKENS = 128
 MAX_CHARS = 4096  # far more than MAX_TOKENS word pieces ever take
 LENGTH_BUCKETS = (16, 32, 64, 128)
 BATCH_SIZE = 32
-CACHE_SIZE = 4096
 MAX_SENTENCES = 12
 
 # Runs of emoji, and ASCII emoticons such as :) :)) ;-) :D :P =( (also used by nlu_components.LanguageGuard).
@@ -77,7 +76,7 @@ def _bucket(length: int) -> int:
 class Encoder:
     """A loaded all-MiniLM-L6-v2: tokenizer, TF BERT and one traced forward pass. Thread-safe."""
 
-    def __init__(self, path: Path | str = DEFAULT_MODEL_PATH, cache_size: int = CACHE_SIZE) -> None:
+    def __init__(self, path: Path | str = DEFAULT_MODEL_PATH, cache_size: int | None = None) -> None:
         import tensorflow as tf
         from transformers import BertTokenizerFast, TFBertModel
         from transformers.utils import logging as transformers_logging
@@ -92,6 +91,10 @@ class Encoder:
         self._model = TFBertModel.from_pretrained(str(folder), local_files_only=True)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        if cache_size is None:
+            from mesocare.settings import get_settings
+
+            cache_size = get_settings().encoder_cache_size
         self._cache_size = cache_size
         model = self._model
         spec = tf.TensorSpec([None, None], tf.int32)

@@ -118,6 +118,9 @@ class Settings:
     # --- end staff tools ---
     # --- input limits of Rasa's channels (mesocare/channels.py); the figures are explained there ---
     max_body_bytes: int = field(default_factory=lambda: int(_env("MESOCARE_MAX_BODY_BYTES", "65536")))
+    # Texts whose encoder vectors a process keeps (mesocare/encoder.py); 0: every message runs the model (the
+    # benchmark's "every message new" rows).
+    encoder_cache_size: int = field(default_factory=lambda: int(_env("MESOCARE_ENCODER_CACHE_SIZE", "4096")))
     max_message_chars: int = field(default_factory=lambda: int(_env("MESOCARE_MAX_MESSAGE_CHARS", "2000")))
     rate_per_min: float = field(default_factory=lambda: float(_env("MESOCARE_RATE_PER_MIN", "20")))
     rate_burst: int = field(default_factory=lambda: int(_env("MESOCARE_RATE_BURST", "10")))
@@ -135,7 +138,7 @@ class Settings:
     # Healthy calls take 20-40 ms (max 220 ms, the first call, PostgreSQL); a hung server: reply in ~1.3 s.
     # On a turn that carries a red flag the instruction must not wait: MESOCARE_ACTION_TIMEOUT_RED_FLAG_S.
     # Every other turn (forms with a DB write) may wait longer under load: MESOCARE_ACTION_TIMEOUT_S.
-    # The connect part is measured on Rasa's event loop, which under load (c=32) is late by several hundred ms:
+    # The connect part is timed on Rasa's event loop, which under load (c=32) runs late by hundreds of ms:
     # at 0.3 s, triage-form calls timed out spuriously and those turns got no answer. A refused connection
     # (action server down) fails at once whatever the value; a hung server accepts (the total limit applies).
     action_timeout_red_flag_s: float = field(
