@@ -24,6 +24,8 @@ from sanic.exceptions import InvalidUsage
 from sanic.request import Request
 
 from mesocare.input_guard import MessageGuard, message_guard
+from mesocare.settings import get_settings
+from mesocare.socketio_manager import share_across_instances
 
 MAX_SENDER_CHARS = 128
 
@@ -142,4 +144,7 @@ class CheckedSocketIOInput(SocketIOInput):
                 _client_ip.reset(token)
 
         sio.on(self.user_message_evt, handle_message, namespace=namespace)
+        settings = get_settings()
+        if settings.socketio_redis_url:  # run-prod: a reply from any instance reaches the client
+            share_across_instances(sio, settings.socketio_redis_url, settings.socketio_channel)
         return bp

@@ -289,6 +289,9 @@ def child_env(cfg: ProdConfig, ports: ProdPorts, pool: tuple[int, int], secrets:
         "MESOCARE_REDIS_PORT": str(redis_parts.port or 6379),
         "MESOCARE_REDIS_DB": redis_parts.path.strip("/") or "0",
         "MESOCARE_REDIS_LOCK_PREFIX": cfg.lock_prefix,
+        # socket.io emits go through Redis, so a staff reply via any instance reaches the patient's socket
+        "MESOCARE_SOCKETIO_REDIS_URL": cfg.redis_url,
+        "MESOCARE_SOCKETIO_CHANNEL": f"{cfg.lock_prefix}-socketio",
         "MESOCARE_BROKER_URL": cfg.broker_url,
         "MESOCARE_BROKER_HOST": broker.hostname or "127.0.0.1",
         "MESOCARE_BROKER_PORT": str(broker.port or 5672),

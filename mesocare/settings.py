@@ -118,6 +118,10 @@ class Settings:
     # --- end staff tools ---
     # --- input limits of Rasa's channels (mesocare/channels.py); the figures are explained there ---
     max_body_bytes: int = field(default_factory=lambda: int(_env("MESOCARE_MAX_BODY_BYTES", "65536")))
+    # socket.io across several Rasa instances (mesocare/socketio_manager.py; run-prod sets both); "" = off.
+    socketio_redis_url: str = field(default_factory=lambda: _env("MESOCARE_SOCKETIO_REDIS_URL", ""))
+    socketio_channel: str = field(
+        default_factory=lambda: _env("MESOCARE_SOCKETIO_CHANNEL", "mesocare-socketio"))
     # Texts whose encoder vectors a process keeps (mesocare/encoder.py); 0: every message runs the model (the
     # benchmark's "every message new" rows).
     encoder_cache_size: int = field(default_factory=lambda: int(_env("MESOCARE_ENCODER_CACHE_SIZE", "4096")))

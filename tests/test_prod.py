@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 import requests
+import socketio
 from sqlalchemy import create_engine, text
 
 from mesocare.prod import (
@@ -275,6 +277,13 @@ def test_redis_down_the_patient_still_gets_the_emergency_reply(prod: Prod) -> No
         assert time.monotonic() - started < 10
         assert prod.red_flag_escalations().get(sender) == 1
         assert post(prod.instance(1), sender, "what is mesolifting", timeout=30)
+        # socket.io: emits cannot go through Redis; the instance holding the socket delivers them itself
+        async def over_socket() -> str:
+            async with SocketPatient(prod.instance(0)) as patient:
+                await patient.say(RED_FLAG)
+                return await patient.reply_with("999")
+
+        assert "999" in asyncio.run(over_socket())
     finally:
         if not _redis_up():
             subprocess.run(REDIS_START, check=True, timeout=30)
@@ -282,6 +291,62 @@ def test_redis_down_the_patient_still_gets_the_emergency_reply(prod: Prod) -> No
     # Redis back: the instances use it again
     assert post(prod.instance(0), f"redis-back-{uuid.uuid4().hex}", "does it hurt")
     assert prod.tracker_user_texts(sender) == [RED_FLAG, "what is mesolifting"]
+
+
+class SocketPatient:
+    """A socket.io client as the widget is: a session, messages out, bot messages into a queue."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.session = url, uuid.uuid4().hex
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.replies: asyncio.Queue[dict] = asyncio.Queue()
+
+    async def __aenter__(self) -> SocketPatient:
+        confirmed = asyncio.Event()
+        self.client.on("bot_uttered", self.replies.put)
+        self.client.on("session_confirm", lambda _sid: confirmed.set())
+        await self.client.connect(self.url, socketio_path="/socket.io", transports=["polling"])
+        await self.client.emit("session_request", {"session_id": self.session})
+        await asyncio.wait_for(confirmed.wait(), 30)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.client.disconnect()
+
+    async def say(self, text: str) -> None:
+        await self.client.emit("user_uttered", {"message": text, "session_id": self.session})
+
+    async def reply_with(self, needle: str, timeout: float = 15) -> str:
+        """The text of the first bot message containing `needle` (earlier ones are skipped)."""
+        while needle not in (text := (await asyncio.wait_for(self.replies.get(), timeout)).get("text", "")):
+            pass
+        return text
+
+
+@pytest.mark.live
+def test_a_reply_sent_through_the_other_instance_reaches_a_socketio_patient(prod: Prod) -> None:
+    """The patient's socket is held by instance 0; a bot message executed on instance 1 (as a staff reply is,
+    through whichever instance nginx picks) reaches it live through Redis (mesocare/socketio_manager.py)."""
+    channel = f"{prod.cfg.lock_prefix}-socketio"
+    redis_client = redis.Redis.from_url(prod.cfg.redis_url)
+
+    def listening() -> bool:  # an instance listens from its first socket.io client on (and after a restart)
+        return dict(redis_client.pubsub_numsub(channel)).get(channel.encode(), 0) >= 1
+
+    async def run() -> tuple[str, dict]:
+        async with SocketPatient(prod.instance(0)) as patient:
+            await patient.say("hello")
+            await patient.reply_with("automated assistant")  # the greeting, from instance 0
+            assert await asyncio.to_thread(_wait, listening, 60), "instance 0 does not listen on Redis"
+            resp = await asyncio.to_thread(
+                requests.post, f"{prod.instance(1)}/conversations/{patient.session}/execute",
+                params={"output_channel": "latest"}, json={"name": "utter_goodbye"},
+                headers=rasa_api_headers(prod.jwt_secret), timeout=30)
+            resp.raise_for_status()
+            return await patient.reply_with("Goodbye", timeout=10), resp.json()
+
+    text, body = asyncio.run(run())
+    assert text.startswith("Goodbye, and take care") and body["tracker"]["sender_id"]
 
 
 @pytest.mark.live
