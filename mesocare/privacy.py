@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, inspect, select, update
 from sqlalchemy.orm import Session
 
 from mesocare import crypto, escalations, outbox
@@ -35,7 +35,7 @@ from mesocare.db.models import (
 )
 from mesocare.db.session import session_scope
 from mesocare.settings import Settings, get_settings
-from mesocare.transcripts import TRACKER_EVENTS, read_transcript
+from mesocare.transcripts import EVENT_QUEUE, TRACKER_EVENTS, read_transcript
 from mesocare.transcripts import _engine as tracker_engine
 
 log = logging.getLogger(__name__)
@@ -172,11 +172,14 @@ def _delete_tracker(settings: Settings, cids: list[str], dry_run: bool) -> int:
         return 0
     count = 0
     with engine.begin() as conn:
+        queue = inspect(conn).has_table(EVENT_QUEUE.name)  # make run's worker queue: copies, until handled
         for chunk in _chunks(cids):
             where = TRACKER_EVENTS.c.sender_id.in_(chunk)
             count += conn.execute(select(func.count()).select_from(TRACKER_EVENTS).where(where)).scalar_one()
             if not dry_run:
                 conn.execute(delete(TRACKER_EVENTS).where(where))
+                if queue:
+                    conn.execute(delete(EVENT_QUEUE).where(EVENT_QUEUE.c.sender_id.in_(chunk)))
     return count
 
 

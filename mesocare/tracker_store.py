@@ -32,18 +32,9 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
 
 from mesocare.levels import ASKED_LEVEL_SLOT
+from mesocare.transcripts import EVENT_QUEUE
 
 _STORED = "_mesocare_stored_events"  # attribute on a tracker: how many of its events are in the table
-
-# The worker's queue (mesocare/worker.py): ids never reused (SQLite AUTOINCREMENT), rows deleted once handled.
-EVENT_QUEUE = sa.Table(
-    "mesocare_event_queue",
-    sa.MetaData(),
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("sender_id", sa.String(255), nullable=False),
-    sa.Column("data", sa.Text, nullable=False),
-    sqlite_autoincrement=True,
-)
 
 
 def queued(event_dict: dict[str, Any]) -> bool:

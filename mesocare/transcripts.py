@@ -1,4 +1,5 @@
-"""Read a conversation's user and bot messages from Rasa's SQL tracker store (table `events`)."""
+"""Read a conversation's user and bot messages from Rasa's SQL tracker store (table `events`); the tracker
+DB's tables, defined once."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ TRACKER_EVENTS = sa.table(
     sa.column("timestamp", sa.Float),
     sa.column("intent_name", sa.String),
     sa.column("data", sa.Text),
+)
+
+# The worker's queue in the same database, written by mesocare.tracker_store.MesoCareSQLTrackerStore in the
+# tracker's transaction and read by mesocare.worker: ids never reused (SQLite AUTOINCREMENT), rows deleted
+# once handled.
+EVENT_QUEUE = sa.Table(
+    "mesocare_event_queue",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("sender_id", sa.String(255), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 

@@ -35,8 +35,7 @@ from mesocare.db.session import make_engine
 from mesocare.escalation_trigger import intent_of, on_red_flag_path, red_flag_escalation
 from mesocare.levels import ASKED_LEVEL_SLOT, FAIL_CLOSED_LEVEL, HAPPENING_NOW_INTENT
 from mesocare.settings import get_settings
-from mesocare.tracker_store import EVENT_QUEUE
-from mesocare.transcripts import TRACKER_EVENTS
+from mesocare.transcripts import EVENT_QUEUE, TRACKER_EVENTS
 
 log = logging.getLogger(__name__)
 

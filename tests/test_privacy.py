@@ -19,7 +19,7 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 from db_helpers import temp_pg_database
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, inspect, select, text, update
 from starlette.testclient import TestClient
 
 from mesocare import cli, crypto, escalations, outbox, privacy, site
@@ -61,10 +61,11 @@ def _world(monkeypatch: pytest.MonkeyPatch, db_url: str, tracker_url: str, store
 
 @pytest.fixture
 def sqlite_world(base_env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
-    from rasa.core.tracker_store import SQLTrackerStore
+    """As `make run`: MesoCare's tracker store with the worker's event queue (no worker runs here)."""
+    from mesocare.tracker_store import MesoCareSQLTrackerStore
 
     tracker = tmp_path / "tracker.db"
-    store = SQLTrackerStore(dialect="sqlite", db=str(tracker))
+    store = MesoCareSQLTrackerStore(dialect="sqlite", db=str(tracker), event_queue=True)
     yield _world(base_env, f"sqlite:///{tmp_path / 'mesocare.db'}", f"sqlite:///{tracker}", store)
     store.engine.dispose()
     dispose_all()
@@ -132,6 +133,14 @@ def counts(w: World, cid: str) -> dict[str, int]:
                 "notes": n(EscalationNote, EscalationNote.escalation_id.in_(ids)),
                 "notifications": n(Notification, Notification.escalation_id.in_(ids)),
                 "staff_messages": n(StaffMessage, StaffMessage.conversation_id == cid)}
+
+
+def queued_senders(w: World) -> list[str] | None:
+    """Conversations with rows in the worker's event queue; None where the store keeps none (PostgreSQL)."""
+    with get_engine(w.settings.tracker_db_url).connect() as conn:
+        if not inspect(conn).has_table("mesocare_event_queue"):
+            return None
+        return sorted(r[0] for r in conn.execute(text("SELECT sender_id FROM mesocare_event_queue")))
 
 
 def queue(cid: str, phone: str, queued_at: datetime | None = None) -> Path:
@@ -203,8 +212,11 @@ def test_erase_removes_one_conversation_everywhere_and_audits_no_content(world: 
     outbox._set_aside(alpha_items[1], None, "test")  # one of them set aside in failed/
     beta_item = queue("conv-beta", "07700 900222")
     beta_before = counts(world, "conv-beta")
+    sqlite = world.settings.tracker_db_url.startswith("sqlite")
+    assert queued_senders(world) == (["conv-alpha", "conv-beta"] if sqlite else None)  # no worker here
 
     result = privacy.erase("conv-alpha", "ada", settings=world.settings)
+    assert queued_senders(world) == (["conv-beta"] if sqlite else None)  # the queue's copies go too
 
     assert counts(world, "conv-alpha") == NOTHING
     assert outbox.pending() == [beta_item] and outbox.pending(failed=True) == []

@@ -27,7 +27,8 @@ from rasa.shared.core.events import (
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from mesocare.settings import ROOT
-from mesocare.tracker_store import EVENT_QUEUE, MesoCareSQLTrackerStore
+from mesocare.tracker_store import MesoCareSQLTrackerStore
+from mesocare.transcripts import EVENT_QUEUE
 
 DOMAIN = Domain.load(str(ROOT / "domain.yml"))
 

@@ -26,7 +26,8 @@ from mesocare.db.session import dispose_all, make_engine, upgrade_head
 from mesocare.escalation_trigger import on_red_flag_path, red_flag_escalation
 from mesocare.safety.rasa_component import failed_safety
 from mesocare.settings import ROOT
-from mesocare.tracker_store import EVENT_QUEUE, MesoCareSQLTrackerStore
+from mesocare.tracker_store import MesoCareSQLTrackerStore
+from mesocare.transcripts import EVENT_QUEUE
 
 SAFETY_E0 = {"level": "E0", "priority": "emergency", "rules": ["R1"], "symptoms": ["blurred vision"],
              "time_since": {"text": "2 hours ago", "hours": 2}}
