@@ -134,14 +134,15 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(), "soak_s": args.soak, "levels": list(LEVELS),
         "paths": PATHS, "systems": systems,
     }
+    needs_mesocare = bool({"mesocare", "cold", "prod"} & set(systems))
     with tempfile.TemporaryDirectory(prefix="mesocare-bench-") as tmp:
         work = Path(tmp)
-        if {"mesocare", "cold", "prod"} & set(systems):
+        if needs_mesocare:
             progress.set("sentence encoder alone (scripts/bench_encoder.py, its own process)")
             results["encoder"] = encoder_figures()
             progress.done(f"encoder: {results['encoder']['per_message_ms']}")
         model = folder = work
-        if {"mesocare", "cold", "prod"} & set(systems):
+        if needs_mesocare:
             progress.set("training MesoCare (rasa train, empty cache)")
             model, results["mesocare_train_s"] = bots.train_mesocare(work)
             progress.done(f"MesoCare trained in {results['mesocare_train_s']:.0f} s")

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import socketio
 import sqlalchemy as sa
 from db_helpers import set_pg_connections
+from socket_patient import SocketPatient
 
 pytestmark = pytest.mark.live
 
@@ -106,23 +106,11 @@ def test_action_server_down_instruction_and_one_escalation_via_the_worker(live_s
 
 async def _socket_instruction_delay(url: str, text: str) -> float:
     """Seconds from sending `text` over socket.io (as the widget does) to a bot message with '999'."""
-    client = socketio.AsyncClient(reconnection=False)
-    got: asyncio.Queue[dict] = asyncio.Queue()
-    confirmed = asyncio.Event()
-    client.on("bot_uttered", got.put)
-    client.on("session_confirm", lambda _sid: confirmed.set())
-    session = os.urandom(16).hex()
-    await client.connect(url, socketio_path="/socket.io", transports=["polling"])
-    try:
-        await client.emit("session_request", {"session_id": session})
-        await asyncio.wait_for(confirmed.wait(), 30)
+    async with SocketPatient(url) as patient:
         started = time.monotonic()
-        await client.emit("user_uttered", {"message": text, "session_id": session})
-        while "999" not in (await asyncio.wait_for(got.get(), 30)).get("text", ""):
-            pass
+        await patient.say(text)
+        await patient.reply_with("999", timeout=30)
         return time.monotonic() - started
-    finally:
-        await client.disconnect()
 
 
 def test_action_server_hung_instruction_within_2s_and_escalation_via_the_worker(live_stack) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-import socketio
+from socket_patient import SocketPatient
 from sqlalchemy import create_engine, text
 
 from mesocare.prod import (
@@ -231,18 +231,25 @@ def test_public_address_serves_channels_site_and_staff_only(prod: Prod) -> None:
     assert requests.post(internal, json={}, timeout=10).status_code == 401
 
 
+def scripted_conversations(tag: str, count: int, turns: int, red_turn: int, mark: str
+                           ) -> tuple[dict[str, list[str]], set[str]]:
+    """`count` conversations of `turns` numbered questions (every text distinct); every fifth has the red flag
+    at `red_turn`. Returns {conversation id: texts} and the red-flag conversations."""
+    run = uuid.uuid4().hex[:8]
+    conversations = {}
+    for c in range(count):
+        texts = [QUESTIONS[(c + t) % len(QUESTIONS)] + " " + mark.format(t + 1) for t in range(turns)]
+        if c % 5 == 0:
+            texts[red_turn] = RED_FLAG
+        conversations[f"{tag}-{run}-{c:02d}"] = texts
+    return conversations, {cid for cid, texts in conversations.items() if RED_FLAG in texts}
+
+
 @pytest.mark.live
 def test_fifty_conversations_alternating_instances(prod: Prod) -> None:
     """50 conversations x 10 turns at once, each turn to the other instance: nothing lost or doubled,
     exactly one escalation per red-flag conversation, the emergency reply on the red-flag turn."""
-    run = uuid.uuid4().hex[:8]
-    conversations = {}
-    for c in range(50):
-        texts = [QUESTIONS[(c + t) % len(QUESTIONS)] + f" ({t + 1})" for t in range(10)]
-        if c % 5 == 0:
-            texts[3] = RED_FLAG
-        conversations[f"load-{run}-{c:02d}"] = texts
-    red = {cid for cid, texts in conversations.items() if RED_FLAG in texts}
+    conversations, red = scripted_conversations("load", 50, 10, red_turn=3, mark="({})")
     answered: dict[str, list[list[dict]]] = {}
 
     def talk(item: tuple[int, tuple[str, list[str]]]) -> None:
@@ -257,7 +264,7 @@ def test_fifty_conversations_alternating_instances(prod: Prod) -> None:
         assert prod.tracker_user_texts(cid) == texts, cid
         if cid in red:
             assert is_emergency(answered[cid][3]), cid
-    escalated = {cid: n for cid, n in prod.red_flag_escalations().items() if cid.startswith(f"load-{run}")}
+    escalated = {cid: n for cid, n in prod.red_flag_escalations().items() if cid in conversations}
     assert escalated == {cid: 1 for cid in red}
     # every event went through RabbitMQ to the worker, which acknowledged it after handling it
     assert _wait(lambda: asyncio.run(_queue_messages(prod.cfg.broker_queue, delete=False)) == 0, 60)
@@ -291,36 +298,6 @@ def test_redis_down_the_patient_still_gets_the_emergency_reply(prod: Prod) -> No
     # Redis back: the instances use it again
     assert post(prod.instance(0), f"redis-back-{uuid.uuid4().hex}", "does it hurt")
     assert prod.tracker_user_texts(sender) == [RED_FLAG, "what is mesolifting"]
-
-
-class SocketPatient:
-    """A socket.io client as the widget is: a session, messages out, bot messages into a queue."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.session = url, uuid.uuid4().hex
-        self.client = socketio.AsyncClient(reconnection=False)
-        self.replies: asyncio.Queue[dict] = asyncio.Queue()
-
-    async def __aenter__(self) -> SocketPatient:
-        confirmed = asyncio.Event()
-        self.client.on("bot_uttered", self.replies.put)
-        self.client.on("session_confirm", lambda _sid: confirmed.set())
-        await self.client.connect(self.url, socketio_path="/socket.io", transports=["polling"])
-        await self.client.emit("session_request", {"session_id": self.session})
-        await asyncio.wait_for(confirmed.wait(), 30)
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.client.disconnect()
-
-    async def say(self, text: str) -> None:
-        await self.client.emit("user_uttered", {"message": text, "session_id": self.session})
-
-    async def reply_with(self, needle: str, timeout: float = 15) -> str:
-        """The text of the first bot message containing `needle` (earlier ones are skipped)."""
-        while needle not in (text := (await asyncio.wait_for(self.replies.get(), timeout)).get("text", "")):
-            pass
-        return text
 
 
 @pytest.mark.live
@@ -469,14 +446,7 @@ def test_rabbitmq_down_the_action_path_covers_then_the_broker_path_recovers(prod
 def test_kill_one_instance_mid_run(prod: Prod) -> None:
     """kill -9 one Rasa instance while 20 conversations run: the client retries the failed turn on the
     other instance; every patient is answered and no escalation is lost (runs last: it kills rasa-2)."""
-    run = uuid.uuid4().hex[:8]
-    conversations = {}
-    for c in range(20):
-        texts = [QUESTIONS[(c + t) % len(QUESTIONS)] + f" [{t + 1}]" for t in range(6)]
-        if c % 5 == 0:
-            texts[2] = RED_FLAG
-        conversations[f"kill-{run}-{c:02d}"] = texts
-    red = {cid for cid, texts in conversations.items() if RED_FLAG in texts}
+    conversations, red = scripted_conversations("kill", 20, 6, red_turn=2, mark="[{}]")
     answered: dict[str, list[list[dict]]] = {}
     retried: dict[str, set[int]] = {cid: set() for cid in conversations}
     sent = itertools.count()
@@ -511,11 +481,11 @@ def test_kill_one_instance_mid_run(prod: Prod) -> None:
         assert len(got) - len(texts) <= len(retried[cid]), cid
         if cid in red:
             assert is_emergency(answered[cid][2]), cid
-    escalated = {cid: n for cid, n in prod.red_flag_escalations().items() if cid.startswith(f"kill-{run}")}
+    escalated = {cid: n for cid, n in prod.red_flag_escalations().items() if cid in conversations}
     assert escalated == {cid: 1 for cid in red}
     # nginx takes the dead instance out: the public address keeps answering
     for i in range(6):
-        assert post(prod.public, f"after-kill-{run}-{i}", "how do I book", timeout=30)
+        assert post(prod.public, f"after-kill-{uuid.uuid4().hex[:8]}-{i}", "how do I book", timeout=30)
 
 
 def _redis_up() -> bool:

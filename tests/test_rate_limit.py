@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
 
 import pytest
 import requests
-import socketio
 import yaml
+from socket_patient import SocketPatient
 
 from mesocare.input_guard import MessageGuard
 from mesocare.ratelimit import RateLimiter
@@ -134,29 +133,9 @@ def test_rest_address_over_the_limit_is_limited_for_every_sender(live_stack) -> 
 
 
 async def _socket_conversation(url: str, texts: list[str]) -> list[list[str]]:
-    """Send `texts` one by one through socket.io as the widget does (long-polling: python-engineio's
-    websocket client needs a newer aiohttp than Rasa's); the bot texts of each turn."""
-    client = socketio.AsyncClient(reconnection=False)
-    inbox: asyncio.Queue[dict] = asyncio.Queue()
-    confirmed = asyncio.Event()
-    client.on("bot_uttered", inbox.put)
-    client.on("session_confirm", lambda _sid: confirmed.set())
-    session = os.urandom(16).hex()
-    await client.connect(url, socketio_path="/socket.io", transports=["polling"])
-    try:
-        await client.emit("session_request", {"session_id": session})
-        await asyncio.wait_for(confirmed.wait(), 30)
-        turns = []
-        for text in texts:
-            await client.call("user_uttered", {"message": text, "session_id": session}, timeout=60)
-            await asyncio.sleep(0.2)  # emits for this turn arrive before the acknowledgement; be generous
-            got = []
-            while not inbox.empty():
-                got.append(inbox.get_nowait().get("text", ""))
-            turns.append(got)
-        return turns
-    finally:
-        await client.disconnect()
+    """Send `texts` one by one through socket.io as the widget does; the bot texts of each turn."""
+    async with SocketPatient(url) as patient:
+        return [await patient.turn(text) for text in texts]
 
 
 @pytest.mark.live

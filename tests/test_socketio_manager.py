@@ -57,20 +57,25 @@ def test_only_json_objects_come_off_the_channel_and_nothing_is_unpickled() -> No
     assert not Exploit.ran
 
 
+def _with_one_client(url: str, channel: str) -> tuple[JsonRedisManager, list]:
+    """A server with the manager and one client in room "session-1"; the list: what the client receives."""
+    sio = AsyncServer(async_mode="asgi")
+    manager = share_across_instances(sio, url, channel)
+    sent: list = []
+
+    async def fake_send(eio_sid: str, pkt: Any) -> None:  # the transport: what the client receives
+        sent.append(json.loads(pkt.data[1:])[1])  # socket.io EVENT packet "2[event, data]"
+
+    sio._send_eio_packet = fake_send
+    manager.connect("eio-1", "/")
+    manager.enter_room(manager.sid_from_eio_sid("eio-1", "/"), "/", "session-1")
+    return manager, sent
+
+
 def test_emits_reach_local_clients_and_go_out_as_json_once() -> None:
     async def run() -> tuple[list, list[dict]]:
         channel = f"test-socketio-{uuid.uuid4().hex}"
-        sio = AsyncServer(async_mode="asgi")
-        manager = share_across_instances(sio, REDIS_URL, channel)
-        sent: list = []
-
-        async def fake_send(eio_sid: str, pkt: Any) -> None:  # the transport: what the client receives
-            sent.append(json.loads(pkt.data[1:])[1])  # socket.io EVENT packet "2[event, data]"
-
-        sio._send_eio_packet = fake_send
-        manager.connect("eio-1", "/")
-        sid = manager.sid_from_eio_sid("eio-1", "/")
-        manager.enter_room(sid, "/", "session-1")
+        manager, sent = _with_one_client(REDIS_URL, channel)
         listener = aioredis.Redis.from_url(REDIS_URL)
         pubsub = listener.pubsub()
         await pubsub.subscribe(channel)
@@ -94,16 +99,7 @@ def test_emits_reach_local_clients_and_go_out_as_json_once() -> None:
 
 def test_local_clients_get_their_messages_while_redis_is_down() -> None:
     async def run() -> list:
-        sio = AsyncServer(async_mode="asgi")
-        manager = share_across_instances(sio, "redis://127.0.0.1:1/0", "unreachable")  # nothing listens there
-        sent: list = []
-
-        async def fake_send(eio_sid: str, pkt: Any) -> None:
-            sent.append(json.loads(pkt.data[1:])[1])
-
-        sio._send_eio_packet = fake_send
-        manager.connect("eio-1", "/")
-        manager.enter_room(manager.sid_from_eio_sid("eio-1", "/"), "/", "session-1")
+        manager, sent = _with_one_client("redis://127.0.0.1:1/0", "unreachable")  # nothing listens there
         await manager.emit("bot_uttered", {"text": "Please call 999 now."}, room="session-1")
         return sent
 
